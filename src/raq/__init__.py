@@ -1,0 +1,34 @@
+"""raq — Relative Answer Quality for LLMs behind OpenAI-compatible endpoints.
+
+The public API is small: ``evaluate`` / ``evaluate_async``, the config and result types.
+Heavy modules load on first use, so ``import raq`` and ``raq --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["RunConfig", "RunResult", "__version__", "evaluate", "evaluate_async", "load_config"]
+
+if TYPE_CHECKING:
+    from raq.config import RunConfig, load_config
+    from raq.result import RunResult
+    from raq.run import evaluate, evaluate_async
+
+_LAZY = {
+    "evaluate": "raq.run",
+    "evaluate_async": "raq.run",
+    "RunConfig": "raq.config",
+    "load_config": "raq.config",
+    "RunResult": "raq.result",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'raq' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,197 @@
+"""The ``raq`` command: a thin Typer layer over the library.
+
+Heavy modules (pandas, datasets, scikit-posthocs, aiohttp) are imported inside the commands, so
+``raq --help`` and ``raq --version`` answer at once. Every RaqError becomes one line on stderr
+and exit code 2; a broken limit or failed gate exits 1; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from raq import __version__
+from raq.errors import RaqError
+
+app = typer.Typer(
+    name="raq",
+    help="Relative Answer Quality: rank LLM answers with an independent judge and test "
+    "which models really differ.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(command: F) -> F:
+    """One line and exit 2 for errors a user can fix; 130 for Ctrl-C; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except RaqError as exc:
+            typer.echo(f"raq: error: {exc}", err=True)
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+        except FileNotFoundError as exc:
+            typer.echo(f"raq: error: {exc.filename}: no such file", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"raq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command()
+@_user_errors
+def run(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Run config (YAML).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Run directory (default runs/<UTC time>-<name>)."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue the run stored in this directory.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Questions to use (overrides dataset.limit).")
+    ] = None,
+    repeats: Annotated[int | None, typer.Option(help="Judge repeats per question.")] = None,
+    refresh: Annotated[bool, typer.Option(help="Ignore cached responses and call again.")] = False,
+    cache: Annotated[bool, typer.Option(help="Use the shared response cache.")] = True,
+    preflight: Annotated[bool, typer.Option(help="Check every endpoint answers first.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Ask every candidate, have the judges rank the answers, and test the differences."""
+    from raq.run import evaluate
+
+    if resume is not None:
+        output = resume
+        if config is None:
+            config = _stored_config(resume)
+    if config is None:
+        raise typer.BadParameter("give --config FILE (or --resume RUN_DIR)")
+    try:
+        result = evaluate(
+            config,
+            output=output,
+            limit=limit,
+            repeats=repeats,
+            refresh=refresh,
+            preflight=preflight,
+            use_cache=None if cache else False,
+            progress=not quiet,
+        )
+    except KeyboardInterrupt:
+        where = output or "the run directory printed above"
+        typer.echo(
+            f"\nraq: interrupted; nothing stored is lost. Resume with: raq run --resume {where}",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    from raq.report.terminal import print_result
+
+    print_result(result)
+    if result.problems:
+        raise typer.Exit(1)
+
+
+def _stored_config(run_dir: Path) -> Any:
+    from raq.store import RunStore
+
+    store = RunStore.open_existing(run_dir)
+    try:
+        stored = store.get_meta("config")
+    finally:
+        store.close()
+    if stored is None:
+        raise RaqError(f"{run_dir}: the run store holds no config to resume from")
+    return stored
+
+
+@app.command()
+@_user_errors
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Re-render a run's report files and terminal tables from its store."""
+    from raq.report.terminal import print_result
+    from raq.result import load_result
+
+    print_result(load_result(run_dir))
+
+
+@app.command()
+@_user_errors
+def stats(
+    ranks_csv: Annotated[Path, typer.Argument(help="A ranks file in the ranks.csv format.")],
+    p_adjust: Annotated[
+        str, typer.Option(help="p-value adjustment (any scikit-posthocs method).")
+    ] = "holm",
+    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
+    test: Annotated[str, typer.Option(help="dunn (independent) or friedman (blocked).")] = "dunn",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+) -> None:
+    """Run the statistics on any ranks file (question_id,repeat,judge,candidate,rank,position)."""
+    from raq.stats_cli import print_stats, read_ranks_csv, stats_json
+
+    ranks = read_ranks_csv(ranks_csv)
+    result = _analyse_cli(ranks, test=test, p_adjust=p_adjust, alpha=alpha)
+    if as_json:
+        typer.echo(json.dumps(stats_json(result), indent=2))
+    else:
+        print_stats(result)
+
+
+def _analyse_cli(ranks: Any, **options: Any) -> Any:
+    from raq.stats import analyse
+
+    p_adjust = options.pop("p_adjust")
+    try:
+        return analyse(ranks, p_adjust=None if p_adjust.lower() == "none" else p_adjust, **options)
+    except ValueError as exc:
+        raise RaqError(str(exc)) from None
+
+
+@app.command()
+@_user_errors
+def runs(
+    directory: Annotated[Path, typer.Argument(help="Where runs live.")] = Path("runs"),
+) -> None:
+    """List the runs under a directory: name, date, candidates, questions, status."""
+    from raq.runs_list import print_runs
+
+    print_runs(directory)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

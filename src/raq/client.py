@@ -1,0 +1,498 @@
+"""The one request path: pooled HTTP, streaming, retries, limits, timing and the response cache.
+
+Every call raq makes to a model (candidate answers, judgments, generated data) goes through
+``ChatClient.chat``. It speaks the OpenAI chat-completions protocol over aiohttp directly,
+parsing server-sent events itself: measured on 2 cores this costs a fraction of the CPU of the
+openai SDK's per-chunk pydantic parsing (see scripts/BENCH.md), so the harness is not the
+bottleneck and the TTFT it measures is the server's, not the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from raq.records import Completion
+
+if TYPE_CHECKING:
+    from raq.store import ResponseCache
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A model behind an OpenAI-compatible URL, with its limits; the key is never printed."""
+
+    name: str
+    base_url: str
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+    concurrency: int | None = None
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+
+class RequestError(Exception):
+    """A request that failed; ``retryable`` says whether trying again could help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+class EndpointDisabled(RequestError):
+    """The endpoint failed too many times in a row; raq stopped calling it."""
+
+
+class _AdaptiveLimiter:
+    """A concurrency limit that halves on 429 and grows back by one per window of successes."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self.in_flight = 0
+        self._successes = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+
+    async def release(self, *, throttled: bool) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            if throttled:
+                self.limit = max(1, self.limit // 2)
+                self._successes = 0
+            elif self.limit < self.maximum:
+                self._successes += 1
+                if self._successes >= self.limit:
+                    self.limit += 1
+                    self._successes = 0
+            self._changed.notify_all()
+
+
+class _RateLimiter:
+    """Token buckets for requests and tokens per minute (client-side, approximate for tokens)."""
+
+    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
+        self._buckets = {
+            name: [per_minute, per_minute, time.monotonic()]
+            for name, per_minute in (
+                ("requests", requests_per_minute),
+                ("tokens", tokens_per_minute),
+            )
+            if per_minute
+        }
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, tokens: int) -> None:
+        if not self._buckets:
+            return
+        async with self._lock:
+            for name, need in (("requests", 1), ("tokens", tokens)):
+                bucket = self._buckets.get(name)
+                if bucket is None:
+                    continue
+                capacity = bucket[1]
+                need = min(need, capacity)
+                while True:
+                    now = time.monotonic()
+                    bucket[0] = min(capacity, bucket[0] + (now - bucket[2]) * capacity / 60)
+                    bucket[2] = now
+                    if bucket[0] >= need:
+                        bucket[0] -= need
+                        break
+                    await asyncio.sleep((need - bucket[0]) * 60 / capacity)
+
+    def debit_tokens(self, tokens: int) -> None:
+        bucket = self._buckets.get("tokens")
+        if bucket is not None:
+            bucket[0] -= tokens
+
+
+@dataclass
+class EndpointCounters:
+    requests: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    throttled: int = 0
+
+
+class _EndpointState:
+    def __init__(self, endpoint: Endpoint, default_concurrency: int) -> None:
+        self.limiter = _AdaptiveLimiter(endpoint.concurrency or default_concurrency)
+        self.rate = _RateLimiter(endpoint.requests_per_minute, endpoint.tokens_per_minute)
+        self.consecutive_failures = 0
+        self.disabled_reason: str | None = None
+        self.stream_options_ok = True
+        self.counters = EndpointCounters()
+
+
+def cache_key(endpoint: Endpoint, body: dict[str, Any], salt: str = "") -> str:
+    """A hash of everything that determines a response (never the key itself)."""
+    material = {"base_url": endpoint.base_url, "model": endpoint.model, "body": body, "salt": salt}
+    encoded = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+class ChatClient:
+    """Sends chat completions with pooling, bounded concurrency, retries and caching."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 120.0,
+        max_retries: int = 5,
+        concurrency: int = 32,
+        max_consecutive_failures: int = 20,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        cache: ResponseCache | None = None,
+        refresh: bool = False,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.concurrency = concurrency
+        self.max_consecutive_failures = max_consecutive_failures
+        self.cache = cache
+        self.refresh = refresh
+        self._retry_wait = wait_random_exponential(multiplier=retry_base_s, max=retry_max_s)
+        self._retry_max_s = retry_max_s
+        self._global = asyncio.Semaphore(concurrency)
+        self._states: dict[str, _EndpointState] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self.on_event: Callable[[str, str], None] | None = None
+
+    async def __aenter__(self) -> ChatClient:
+        connector = aiohttp.TCPConnector(limit=self.concurrency * 2, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            json_serialize=lambda o: json.dumps(o, ensure_ascii=False),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def counters(self) -> dict[str, EndpointCounters]:
+        return {name: state.counters for name, state in self._states.items()}
+
+    def disabled(self) -> dict[str, str]:
+        return {n: s.disabled_reason for n, s in self._states.items() if s.disabled_reason}
+
+    def _state(self, endpoint: Endpoint) -> _EndpointState:
+        state = self._states.get(endpoint.name)
+        if state is None:
+            state = self._states[endpoint.name] = _EndpointState(endpoint, self.concurrency)
+        return state
+
+    async def chat(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        *,
+        stream: bool = False,
+        cache_salt: str = "",
+    ) -> Completion:
+        """One chat completion, from the cache when it holds the same request."""
+        state = self._state(endpoint)
+        key = cache_key(endpoint, body, cache_salt) if self.cache is not None else ""
+        if self.cache is not None and not self.refresh:
+            hit = self.cache.get(key)
+            if hit is not None:
+                state.counters.cache_hits += 1
+                return hit
+        if state.disabled_reason:
+            raise EndpointDisabled(state.disabled_reason)
+        try:
+            completion = await self._with_retries(endpoint, state, body, stream)
+        except RequestError as exc:
+            state.counters.failures += 1
+            state.consecutive_failures += 1
+            if (
+                state.consecutive_failures >= self.max_consecutive_failures
+                and not state.disabled_reason
+            ):
+                state.disabled_reason = (
+                    f"stopped calling '{endpoint.name}' after {state.consecutive_failures} "
+                    f"consecutive failed requests (last: {exc})"
+                )
+                if self.on_event:
+                    self.on_event("disabled", state.disabled_reason)
+            raise
+        state.consecutive_failures = 0
+        if self.cache is not None:
+            self.cache.put(key, completion)
+        return completion
+
+    async def _with_retries(
+        self, endpoint: Endpoint, state: _EndpointState, body: dict[str, Any], stream: bool
+    ) -> Completion:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, RequestError) and e.retryable),
+            reraise=True,
+        )
+        attempt_number = 0
+        async for attempt in retrying:
+            with attempt:
+                if attempt_number:
+                    state.counters.retries += 1
+                attempt_number += 1
+                if state.disabled_reason:
+                    raise EndpointDisabled(state.disabled_reason)
+                return await self._once(endpoint, state, body, stream)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, RequestError) and exc.retry_after_s is not None:
+            return min(max(exc.retry_after_s, 0.0), self._retry_max_s)
+        return self._retry_wait(retry_state)
+
+    async def _once(
+        self, endpoint: Endpoint, state: _EndpointState, body: dict[str, Any], stream: bool
+    ) -> Completion:
+        await state.rate.acquire(_estimated_request_tokens(body))
+        await state.limiter.acquire()
+        throttled = False
+        try:
+            async with self._global:
+                state.counters.requests += 1
+                return await self._post(endpoint, state, body, stream)
+        except RequestError as exc:
+            throttled = exc.status == 429
+            if throttled:
+                state.counters.throttled += 1
+            raise
+        finally:
+            await state.limiter.release(throttled=throttled)
+
+    async def _post(
+        self, endpoint: Endpoint, state: _EndpointState, body: dict[str, Any], stream: bool
+    ) -> Completion:
+        assert self._session is not None, "use ChatClient as an async context manager"
+        payload = {**body, "model": endpoint.model}
+        if stream:
+            payload["stream"] = True
+            if state.stream_options_ok:
+                payload["stream_options"] = {"include_usage": True}
+        headers = {"Content-Type": "application/json"}
+        if endpoint.api_key:
+            headers["Authorization"] = f"Bearer {endpoint.api_key}"
+        url = f"{endpoint.base_url}/chat/completions"
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with self._session.post(url, json=payload, headers=headers) as response:
+                    if response.status != 200:
+                        error = await _status_error(response)
+                        if (
+                            stream
+                            and response.status == 400
+                            and state.stream_options_ok
+                            and "stream_options" in str(error)
+                        ):
+                            state.stream_options_ok = False
+                            raise RequestError(str(error), status=400, retryable=True)
+                        raise error
+                    if stream:
+                        completion = await _read_stream(response, started)
+                    else:
+                        completion = await _read_json(response, started)
+        except TimeoutError:
+            raise RequestError(
+                f"no complete answer within timeout_s={self.timeout_s:g}", retryable=True
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise RequestError(
+                f"cannot connect to {endpoint.base_url}: {exc.os_error}", retryable=True
+            ) from None
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            raise RequestError(
+                f"connection broke mid-response: {type(exc).__name__}", retryable=True
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise RequestError(
+                f"connection error: {type(exc).__name__}: {exc}", retryable=True
+            ) from None
+        if completion.completion_tokens:
+            state.rate.debit_tokens(completion.completion_tokens)
+        return completion
+
+
+def _estimated_request_tokens(body: dict[str, Any]) -> int:
+    chars = sum(len(str(m.get("content") or "")) for m in body.get("messages", ()))
+    return chars // 4 + int(body.get("max_tokens") or 256)
+
+
+async def _status_error(response: aiohttp.ClientResponse) -> RequestError:
+    status = response.status
+    try:
+        text = await response.text()
+    except (aiohttp.ClientError, UnicodeDecodeError):
+        text = ""
+    message = text.strip()[:300]
+    try:
+        data = json.loads(text)
+        error = data.get("error", data) if isinstance(data, dict) else data
+        if isinstance(error, dict):
+            message = str(error.get("message") or error.get("detail") or error)[:300]
+        elif isinstance(error, str):
+            message = error[:300]
+    except ValueError:
+        pass
+    retry_after = _retry_after_s(response.headers.get("Retry-After"))
+    return RequestError(
+        f"HTTP {status}: {message}" if message else f"HTTP {status}",
+        status=status,
+        retryable=status in RETRYABLE_STATUS,
+        retry_after_s=retry_after,
+    )
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+async def _read_json(response: aiohttp.ClientResponse, started: float) -> Completion:
+    raw = await response.read()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        kind = response.headers.get("Content-Type", "unknown type")
+        raise RequestError(f"HTTP 200 with a non-JSON body ({kind})", retryable=True) from None
+    latency = time.perf_counter() - started
+    if not isinstance(data, dict) or not data.get("choices"):
+        message = data.get("error") if isinstance(data, dict) else None
+        raise RequestError(
+            f"response without choices: {str(message or data)[:200]}", retryable=True
+        )
+    choice = data["choices"][0]
+    message = choice.get("message") or {}
+    tool_calls = message.get("tool_calls") or []
+    arguments = tool_calls[0].get("function", {}).get("arguments") if tool_calls else None
+    if arguments is None and message.get("function_call"):
+        arguments = message["function_call"].get("arguments")
+    usage = data.get("usage") or {}
+    return Completion(
+        text=message.get("content") or "",
+        latency_s=latency,
+        ttft_s=None,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        tool_arguments=arguments,
+        finish_reason=choice.get("finish_reason"),
+    )
+
+
+async def _read_stream(response: aiohttp.ClientResponse, started: float) -> Completion:
+    content_type = response.headers.get("Content-Type", "")
+    if "text/event-stream" not in content_type:
+        if "json" in content_type:  # a server that ignores stream=true
+            return await _read_json(response, started)
+        raise RequestError(f"HTTP 200 with a non-stream body ({content_type})", retryable=True)
+    parts: list[str] = []
+    arguments: list[str] = []
+    ttft: float | None = None
+    usage: dict[str, Any] = {}
+    finish_reason: str | None = None
+    done = False
+    loads = json.loads
+    async for line in response.content:
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            done = True
+            break
+        try:
+            chunk = loads(data)
+        except ValueError:
+            raise RequestError("malformed event in the stream", retryable=True) from None
+        if "error" in chunk:
+            raise RequestError(
+                f"error inside the stream: {str(chunk['error'])[:200]}", retryable=True
+            )
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text:
+                if ttft is None:
+                    ttft = time.perf_counter() - started
+                parts.append(text)
+            for call in delta.get("tool_calls") or ():
+                piece = (call.get("function") or {}).get("arguments")
+                if piece:
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                    arguments.append(piece)
+            if choice.get("finish_reason"):
+                finish_reason = choice["finish_reason"]
+    if not done and finish_reason is None:
+        raise RequestError("the stream ended before [DONE]", retryable=True)
+    return Completion(
+        text="".join(parts),
+        latency_s=time.perf_counter() - started,
+        ttft_s=ttft,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        tool_arguments="".join(arguments) if arguments else None,
+        finish_reason=finish_reason,
+    )
+
+
+async def probe(endpoint: Endpoint, timeout_s: float = 10.0) -> str | None:
+    """Preflight: None when the endpoint answers, else a sentence saying why it does not."""
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(f"{endpoint.base_url}/models", headers=headers) as response,
+        ):
+            if response.status in (401, 403):
+                return f"rejected the API key (HTTP {response.status})"
+            return None
+    except TimeoutError:
+        return f"did not answer within {timeout_s:g} s"
+    except aiohttp.ClientConnectorError as exc:
+        return f"is unreachable ({exc.os_error or exc})"
+    except aiohttp.ClientError as exc:
+        return f"is unreachable ({type(exc).__name__})"

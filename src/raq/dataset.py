@@ -1,0 +1,122 @@
+"""Load a QA dataset (hub name, local file, or a built-in one) into QAItem records."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from raq.config import DatasetConfig, FieldMap
+from raq.errors import DatasetError
+from raq.records import QAItem
+
+LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+BUILTIN_PREFIX = "builtin:"
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+
+
+def builtin_path(name: str) -> Path:
+    """A dataset shipped inside the package (``builtin:demo``)."""
+    path = Path(str(resources.files("raq") / "data" / f"{name}.jsonl"))
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.jsonl"))
+        raise DatasetError(f"no built-in dataset '{name}' (built-in: {', '.join(known)})")
+    return path
+
+
+def load_items(config: DatasetConfig, seed: int = 0) -> list[QAItem]:
+    """The run's questions: loaded, shuffled with the seed, cut to the limit, mapped."""
+    rows = _load_rows(config, seed)
+    items, skipped = [], 0
+    seen: dict[str, int] = {}
+    for row_index, row in rows:
+        item = _to_item(row, row_index, config.fields, config.path)
+        if item is None:
+            skipped += 1
+            continue
+        if item.id in seen:
+            seen[item.id] += 1
+            item = QAItem(f"{item.id}#{seen[item.id]}", item.question, item.answers, item.context)
+        else:
+            seen[item.id] = 0
+        items.append(item)
+        if config.limit and len(items) >= config.limit:
+            break
+    if not items:
+        reason = f" ({skipped} rows had no answer)" if skipped else ""
+        raise DatasetError(f"dataset '{config.path}': no usable questions{reason}")
+    return items
+
+
+def _load_rows(config: DatasetConfig, seed: int) -> list[tuple[int, dict[str, Any]]]:
+    import datasets
+
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    path = config.path
+    try:
+        if path.startswith(BUILTIN_PREFIX):
+            data = datasets.load_dataset(
+                "json", data_files=str(builtin_path(path[len(BUILTIN_PREFIX) :])), split="train"
+            )
+        elif Path(path).suffix.lower() in LOCAL_BUILDERS:
+            if not Path(path).is_file():
+                raise DatasetError(f"dataset file not found: {path}")
+            builder = LOCAL_BUILDERS[Path(path).suffix.lower()]
+            data = datasets.load_dataset(builder, data_files=path, split=config.split)
+        else:
+            data = datasets.load_dataset(
+                path, config.name, split=config.split, revision=config.revision
+            )
+    except DatasetError:
+        raise
+    except Exception as exc:  # datasets raises many kinds; the user needs one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"dataset '{path}' (split '{config.split}'): {first}") from None
+    indices = list(range(len(data)))
+    if config.shuffle:
+        import random
+
+        random.Random(seed).shuffle(indices)
+    # Map a little more than the limit, since rows without an answer are skipped.
+    if config.limit:
+        indices = indices[: max(config.limit * 2, config.limit + 100)]
+    return [(i, data[i]) for i in indices]
+
+
+def _to_item(row: dict[str, Any], row_index: int, fields: FieldMap, path: str) -> QAItem | None:
+    question = _lookup(row, fields.question, row_index, path, required=True)
+    answer = _lookup(row, fields.answer, row_index, path, required=True)
+    context = _lookup(row, fields.context, row_index, path) if fields.context else None
+    raw_id = _lookup(row, fields.id, row_index, path) if fields.id else None
+    answers = tuple(str(a).strip() for a in (answer if isinstance(answer, list) else [answer]))
+    answers = tuple(dict.fromkeys(a for a in answers if a))
+    if not answers or not str(question).strip():
+        return None
+    return QAItem(
+        id=str(raw_id) if raw_id not in (None, "") else f"row-{row_index}",
+        question=str(question).strip(),
+        answers=answers,
+        context=str(context).strip() if context not in (None, "") else None,
+    )
+
+
+def _lookup(
+    row: dict[str, Any], dotted: str, row_index: int, path: str, required: bool = False
+) -> Any:
+    """Follow ``answers.text[0]``-style paths; a missing required field is a DatasetError."""
+    value: Any = row
+    for match in _PATH_PART.finditer(dotted):
+        key, index = match.groups()
+        try:
+            value = value[int(index)] if index is not None else value[key]
+        except (KeyError, IndexError, TypeError):
+            if not required:
+                return None
+            available = ", ".join(row) if isinstance(row, dict) else "?"
+            raise DatasetError(
+                f"dataset '{path}' row {row_index}: no field '{dotted}' "
+                f"(fields: {available}); set dataset.fields to map it"
+            ) from None
+    return value

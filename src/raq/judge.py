@@ -1,0 +1,326 @@
+"""Stage 2: show a judge the anonymised answers in a counterbalanced order and parse its ranking.
+
+The judge sees IDs 1..k, where ID i is the answer in presented position i. The answers travel as
+a JSON array, so an answer's own text (even "ID: 2 Answer: ..." or "</answers>") stays inside its
+JSON string and cannot forge an ID or end the list. The ranking must be a permutation of the IDs;
+anything else is re-asked a bounded number of times, then recorded as a failed judgment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from raq.answers import fill
+from raq.client import ChatClient, Endpoint, RequestError
+from raq.config import JudgeConfig, PromptsConfig
+from raq.metrics import average_ranks, best_f1
+from raq.records import Answer, Judgment, QAItem
+
+MODES = ("json_schema", "json_object", "tools", "text")
+# Statuses with which servers refuse a request shape they do not support.
+_MODE_REFUSED_STATUS = {400, 404, 415, 422, 500, 501}
+TOOL_NAME = "return_rank"
+
+
+def presented_order(candidates: list[str], seed: int, slot: int) -> list[str]:
+    """Candidate names by presented position for one (question, repeat) slot.
+
+    Slots are numbered question_index × repeats + repeat. Each run of k consecutive slots (a
+    cycle) is a Latin square: a seeded random base order rotated by a seeded permutation of
+    the shifts, so every candidate takes every position exactly once per cycle and a judge's
+    position bias cancels exactly rather than on average.
+    """
+    k = len(candidates)
+    cycle, row = divmod(slot, k)
+    rng = random.Random(f"raq-order:{seed}:{cycle}")
+    base = list(candidates)
+    rng.shuffle(base)
+    shifts = list(range(k))
+    rng.shuffle(shifts)
+    shift = shifts[row]
+    return base[shift:] + base[:shift]
+
+
+def truth_text(item: QAItem) -> str:
+    first, *others = item.answers
+    if not others:
+        return first
+    return f"{first} (also acceptable: {'; '.join(others)})"
+
+
+def judge_prompt(prompts: PromptsConfig, item: QAItem, texts: list[str]) -> str:
+    """The judge prompt; ``texts`` are the answers in presented order (ID = position)."""
+    block = json.dumps(
+        [{"id": i + 1, "answer": text} for i, text in enumerate(texts)],
+        ensure_ascii=False,
+        indent=1,
+    )
+    return fill(prompts.judge, truth=truth_text(item), question=item.question, answers=block)
+
+
+def ranking_schema(k: int, *, bounded: bool) -> dict[str, Any]:
+    items: dict[str, Any] = {
+        "type": "array",
+        "items": {"type": "integer", "enum": list(range(1, k + 1))},
+    }
+    if bounded:  # grammar-constrained servers (llama.cpp) use these; OpenAI strict mode does not
+        items |= {"minItems": k, "maxItems": k}
+    return {
+        "type": "object",
+        "properties": {"ranking": items},
+        "required": ["ranking"],
+        "additionalProperties": False,
+    }
+
+
+def mode_fields(mode: str, k: int) -> dict[str, Any]:
+    """The request fields that ask for structured output in one mode."""
+    if mode == "json_schema":
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "ranking",
+                    "strict": True,
+                    "schema": ranking_schema(k, bounded=False),
+                },
+            }
+        }
+    if mode == "json_object":
+        return {
+            "response_format": {"type": "json_object", "schema": ranking_schema(k, bounded=True)}
+        }
+    if mode == "tools":
+        return {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": TOOL_NAME,
+                        "description": "Return the answer IDs ranked from most to least correct.",
+                        "parameters": ranking_schema(k, bounded=False),
+                    },
+                }
+            ],
+            "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},
+        }
+    return {}
+
+
+_INT = re.compile(r"\d+")
+
+
+def parse_ranking(output: str | None, k: int) -> tuple[list[int] | None, str]:
+    """IDs best first, or None with the reason; accepts JSON or, last, a plain-text list."""
+    if not output or not output.strip():
+        return None, "empty reply"
+    ids = set(range(1, k + 1))
+    data = _first_json_object(output)
+    if data is not None:
+        raw = data.get("ranking", data.get("rank", data.get("ids")))
+        if isinstance(raw, str):
+            raw = _INT.findall(raw)
+        if isinstance(raw, list):
+            try:
+                ranking = [
+                    int(_INT.search(str(x)).group()) if not isinstance(x, int) else x for x in raw
+                ]  # type: ignore[union-attr]
+            except (AttributeError, ValueError):
+                return None, f"ranking holds non-IDs: {raw!r}"[:200]
+            if len(ranking) == k and set(ranking) == ids:
+                return ranking, ""
+            return None, f"ranking {ranking} is not a permutation of the IDs 1..{k}"
+    numbers = [int(n) for n in _INT.findall(output)]
+    for start in range(len(numbers) - k + 1):
+        window = numbers[start : start + k]
+        if set(window) == ids:
+            return window, ""
+    return None, f"no permutation of the IDs 1..{k} in the reply"
+
+
+def _first_json_object(text: str) -> dict[str, Any] | None:
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+@dataclass
+class JudgeSession:
+    """Per-judge state for a run: which structured-output mode its endpoint accepted."""
+
+    config: JudgeConfig
+    endpoint: Endpoint | None
+    mode: str | None = None
+    refused: set[str] = field(default_factory=set)
+
+    def modes_to_try(self) -> list[str]:
+        if self.config.structured_output != "auto":
+            return [self.config.structured_output]
+        if self.mode:
+            return [self.mode]
+        return [m for m in MODES if m not in self.refused]
+
+
+def judgment_fingerprint(
+    judge: JudgeConfig,
+    prompts: PromptsConfig,
+    item: QAItem,
+    order: list[str],
+    texts: list[str],
+    repeat: int,
+) -> str:
+    material = {
+        "judge": judge.model_dump(mode="json", exclude={"name"}),
+        "template": prompts.judge,
+        "question": item.question,
+        "truth": list(item.answers),
+        "order": order,
+        "texts": texts,
+        "repeat": repeat,
+    }
+    return hashlib.sha256(
+        json.dumps(material, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
+
+
+def reference_judgment(
+    item: QAItem, repeat: int, judge: str, order: list[str], answers: dict[str, Answer]
+) -> Judgment:
+    """Rank by SQuAD token F1 against the best-matching acceptable answer; ties share ranks."""
+    scores = {name: best_f1(answers[name].answer or "", item.answers) for name in order}
+    return Judgment(
+        question_id=item.id,
+        repeat=repeat,
+        judge=judge,
+        presented_order=tuple(order),
+        raw_output=json.dumps({"f1": {n: round(s, 4) for n, s in scores.items()}}),
+        ranks=average_ranks(scores),
+        mode="reference",
+    )
+
+
+async def llm_judgment(
+    client: ChatClient,
+    session: JudgeSession,
+    prompts: PromptsConfig,
+    item: QAItem,
+    repeat: int,
+    order: list[str],
+    answers: dict[str, Answer],
+) -> Judgment:
+    """Ask an LLM judge, falling back through structured-output modes, re-asking bad rankings."""
+    assert session.endpoint is not None
+    texts = [answers[name].answer or "" for name in order]
+    k = len(order)
+    messages: list[dict[str, Any]] = []
+    if session.config.system:
+        messages.append({"role": "system", "content": session.config.system})
+    messages.append({"role": "user", "content": judge_prompt(prompts, item, texts)})
+    base = {"temperature": 0.0, **session.config.params}
+    attempts, raw, reason = 0, None, ""
+    cached = True
+    for ask in range(session.config.max_reasks + 1):
+        completion, mode, error = await _ask_any_mode(
+            client, session, base, messages, k, repeat, ask
+        )
+        attempts += 1
+        if completion is None:
+            return _failed(item, repeat, session, order, raw, attempts, error)
+        cached = cached and completion.cached
+        raw = (
+            completion.tool_arguments if completion.tool_arguments is not None else completion.text
+        )
+        ranking, reason = parse_ranking(raw, k)
+        if ranking is not None:
+            return Judgment(
+                question_id=item.id,
+                repeat=repeat,
+                judge=session.config.name,
+                presented_order=tuple(order),
+                raw_output=raw,
+                ranks={order[rid - 1]: float(rank) for rank, rid in enumerate(ranking, start=1)},
+                mode=mode,
+                attempts=attempts,
+                cached=cached,
+            )
+        messages = [
+            *messages[: 1 + bool(session.config.system)],
+            {"role": "assistant", "content": raw or ""},
+            {
+                "role": "user",
+                "content": f"That is not a valid ranking ({reason}). Reply in JSON as "
+                f'{{"ranking": [IDs]}} with each of the IDs 1 to {k} exactly once, '
+                "most correct first.",
+            },
+        ]
+    return _failed(
+        item,
+        repeat,
+        session,
+        order,
+        raw,
+        attempts,
+        f"invalid ranking after {attempts} asks: {reason}",
+    )
+
+
+async def _ask_any_mode(
+    client: ChatClient,
+    session: JudgeSession,
+    base: dict[str, Any],
+    messages: list[dict[str, Any]],
+    k: int,
+    repeat: int,
+    ask: int,
+):
+    """Try the modes this endpoint may accept, remembering the first that works."""
+    assert session.endpoint is not None
+    error = "no structured-output mode left to try"
+    for mode in session.modes_to_try():
+        body = {"messages": messages, **base, **mode_fields(mode, k)}
+        try:
+            completion = await client.chat(session.endpoint, body, cache_salt=f"repeat={repeat}")
+        except RequestError as exc:
+            refused = exc.status in _MODE_REFUSED_STATUS
+            if refused and session.config.structured_output == "auto" and session.mode is None:
+                session.refused.add(mode)
+                error = f"{mode} refused: {exc}"
+                continue
+            return None, mode, str(exc)
+        if session.config.structured_output == "auto":
+            session.mode = mode
+        return completion, mode, ""
+    return None, None, error
+
+
+def _failed(
+    item: QAItem,
+    repeat: int,
+    session: JudgeSession,
+    order: list[str],
+    raw: str | None,
+    attempts: int,
+    error: str,
+) -> Judgment:
+    return Judgment(
+        question_id=item.id,
+        repeat=repeat,
+        judge=session.config.name,
+        presented_order=tuple(order),
+        raw_output=raw,
+        ranks={},
+        mode=session.mode,
+        attempts=attempts,
+        error=error,
+    )

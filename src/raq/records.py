@@ -1,0 +1,76 @@
+"""The records that flow between pipeline stages; units live in the field names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One question with its optional context and every acceptable ground-truth answer."""
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    context: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one chat-completion request returned, with the client's own timing."""
+
+    text: str
+    latency_s: float
+    ttft_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tool_arguments: str | None = None
+    finish_reason: str | None = None
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A candidate's answer to one question (or the error that stopped it)."""
+
+    question_id: str
+    candidate: str
+    answer: str | None
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    words: int | None = None
+    words_per_second: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_estimated: bool = False
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.answer is not None
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One judge's ranking of one question's answers in one repeat.
+
+    ``presented_order`` lists candidate names by presented position (position 1 first; the ID
+    shown to the judge is the position). ``ranks`` maps candidate → rank (1 = best; ties share
+    the average rank). Candidates whose answer failed are absent from both.
+    """
+
+    question_id: str
+    repeat: int
+    judge: str
+    presented_order: tuple[str, ...]
+    raw_output: str | None
+    ranks: dict[str, float] = field(default_factory=dict)
+    mode: str | None = None
+    attempts: int = 1
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.ranks)

@@ -1,0 +1,1 @@
+"""Renderings of a run for people: terminal tables, markdown, HTML and plots."""

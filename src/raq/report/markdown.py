@@ -1,0 +1,144 @@
+"""report.md: the tables a person reads, each saying what it is and over what n."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raq.result import RunResult
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "–" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(result: RunResult) -> str:
+    summary = result.summary_json
+    test = summary["test"]
+    out = [f"# RAQ report: {summary['name']}", ""]
+    out.append(
+        f"{summary['n_questions']} questions ({summary['n_questions_ranked']} ranked), "
+        f"{len(summary['candidates'])} candidates, judge(s): "
+        f"{', '.join(n + ' (' + j['kind'] + ')' for n, j in summary['judges'].items())}, "
+        f"{summary['repeats']} repeat(s) per LLM judge. Status: {summary['status']}."
+    )
+    if summary["self_judging"]:
+        out += [
+            "",
+            f"> **Warning — self-judging:** {', '.join(summary['self_judging'])} judge(s) "
+            "are also candidates (allow_self_judge: true); expect their rankings to favour "
+            "themselves.",
+        ]
+    out += ["", "## Candidates", ""]
+    out.append(
+        "Rank 1 is best. Mean, median and std are over every rank the candidate received "
+        "(n ranks = questions × repeats × judges where it answered); the 95% CI of the mean "
+        "rank is a bootstrap over questions. Speed: words/s = answer words ÷ request latency "
+        "(the article's definition); TTFT = time to first token of the streamed answer."
+    )
+    out.append("")
+    rows = []
+    for name, e in summary["candidates"].items():
+        ci = e.get("mean_rank_ci95")
+        rows.append(
+            [
+                name,
+                _fmt(e["mean_rank"]),
+                f"{_fmt(ci[0])}–{_fmt(ci[1])}" if ci else "–",
+                _fmt(e["median_rank"], 1),
+                _fmt(e["std_rank"]),
+                str(e["n_ranks"]),
+                _fmt(e["words_per_second"], 1),
+                _fmt(e["answer_words"], 1),
+                _fmt(e["ttft_s"], 3),
+                _fmt(e["latency_s"], 3),
+                f"{e['failed_answers']}/{e['answers']}",
+            ]
+        )
+    out.append(
+        _table(
+            ["candidate", "mean rank", "95% CI", "median", "std", "n ranks", "words/s",
+             "answer words", "TTFT s (mean)", "latency s (mean)", "failed answers"],
+            rows,
+        )
+    )  # fmt: skip
+    out += ["", "## Which candidates differ", ""]
+    if test.get("name") is None:
+        out.append(f"No test was run: {test.get('error')}.")
+    else:
+        out.append(f"Test: {test.get('description', test['name'])}")
+        out.append("")
+        pv = result.pvalues
+        names = [str(c) for c in pv.columns]
+        matrix_rows = []
+        for row_name, row in pv.iterrows():
+            cells = [str(row_name)]
+            for col_name, value in row.items():
+                if row_name == col_name:
+                    cells.append("–")
+                else:
+                    cells.append(f"{value:.3g}{' **sig**' if value < test['alpha'] else ''}")
+            matrix_rows.append(cells)
+        out.append(
+            f"Adjusted p-values (p_adjust = {test.get('p_adjust')}, alpha = {test['alpha']:g}):"
+        )
+        out.append("")
+        out.append(_table(["", *names], matrix_rows))
+        out.append("")
+        pairs = summary.get("pairs") or []
+        sig = [p for p in pairs if p["significant"]]
+        if sig:
+            out.append(
+                "Significant pairs, with effect sizes (mean-rank difference: negative means "
+                "the first is better; win rate: share of shared questions where the first "
+                "ranked above the second, ties ½):"
+            )
+            out.append("")
+            out.append(
+                _table(
+                    ["A", "B", "adjusted p", "mean rank A − B", "win rate A over B", "n pairs"],
+                    [[p["a"], p["b"], f"{p['p_adjusted']:.3g}", _fmt(p["mean_rank_diff"]),
+                      _fmt(p["win_rate_a"]), str(p["n_pairs"])] for p in sig],
+                )
+            )  # fmt: skip
+        else:
+            out.append(f"No pair differs significantly at alpha = {test['alpha']:g}.")
+        if summary.get("power_hint"):
+            out += ["", summary["power_hint"]]
+    out += ["", "## Failures and requests", ""]
+    fail_rows = [
+        [f"candidate {n}", f"{e['failed_answers']}/{e['answers']}", _errors(e["errors"]),
+         str(e["cached_answers"])]
+        for n, e in summary["candidates"].items()
+    ] + [
+        [f"judge {n}", f"{e['failed_judgments']}/{e['judgments']}", _errors(e["errors"]),
+         str(e["cached_judgments"])]
+        for n, e in summary["judges"].items()
+    ]  # fmt: skip
+    out.append(_table(["who", "failed", "errors", "from store/cache"], fail_rows))
+    for name, reason in (summary.get("disabled_endpoints") or {}).items():
+        out += ["", f"**Endpoint disabled:** {name}: {reason}"]
+    for problem in result.problems:
+        out += ["", f"**Limit broken:** {problem}"]
+    out += ["", "## Config", "", "```yaml", _config_yaml(result), "```", ""]
+    return "\n".join(out)
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return "; ".join(f"{k} ×{v}" for k, v in errors.items()) or "–"
+
+
+def _config_yaml(result: RunResult) -> str:
+    from raq.config import config_to_yaml
+
+    return config_to_yaml(result.config).rstrip()

@@ -1,0 +1,157 @@
+"""Rich progress bars and the terminal tables of a run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from raq.result import RunResult
+
+STAGE_LABELS = {"answers": "candidate answers", "judgments": "judgments"}
+
+
+class RichProgress:
+    """One bar per pipeline stage; notes (a disabled endpoint…) print above the bars."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._bars = Progress(
+            TextColumn("{task.description:<18}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._tasks: dict[str, int] = {}
+        self._started = False
+
+    def start(self, stage: str, total: int, done: int = 0) -> None:
+        if not self._started:
+            self._bars.start()
+            self._started = True
+        label = STAGE_LABELS.get(stage, stage)
+        self._tasks[stage] = self._bars.add_task(label, total=total, completed=done)
+
+    def advance(self, stage: str, n: int = 1) -> None:
+        task = self._tasks.get(stage)
+        if task is not None:
+            self._bars.advance(task, n)
+
+    def note(self, message: str) -> None:
+        self.console.print(f"[yellow]![/yellow] {message}")
+
+    def stop(self) -> None:
+        if self._started:
+            self._bars.stop()
+            self._started = False
+
+
+def _fmt(value: object, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "–"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_result(result: RunResult, console: Console | None = None) -> None:
+    """The candidate table, the significance matrix and what went wrong, for a terminal."""
+    console = console or Console()
+    summary = result.summary_json
+    test = summary["test"]
+    table = Table(
+        title=f"{summary['name']}: {summary['n_questions']} questions, "
+        f"{summary['repeats']} repeat(s), judge(s): {', '.join(summary['judges'])}",
+        title_justify="left",
+    )
+    for column, justify in (
+        ("candidate", "left"),
+        ("mean rank ± std", "right"),
+        ("95% CI", "right"),
+        ("n ranks", "right"),
+        ("words/s", "right"),
+        ("answer words", "right"),
+        ("TTFT s", "right"),
+        ("failed", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for name, entry in summary["candidates"].items():
+        ci = entry.get("mean_rank_ci95")
+        table.add_row(
+            name,
+            f"{_fmt(entry['mean_rank'])} ± {_fmt(entry['std_rank'])}",
+            f"{_fmt(ci[0])}–{_fmt(ci[1])}" if ci else "–",
+            str(entry["n_ranks"]),
+            _fmt(entry["words_per_second"], 1),
+            _fmt(entry["answer_words"], 1),
+            _fmt(entry["ttft_s"], 3),
+            f"{entry['failed_answers']}/{entry['answers']}",
+        )
+    console.print(table)
+    console.print("[dim]rank 1 = best; CI: bootstrap over questions[/dim]")
+    if test.get("name") is None:
+        console.print(f"[red]{test.get('error')}[/red]")
+    else:
+        console.print(f"[bold]Test:[/bold] {test.get('description', test['name'])}")
+        _print_matrix(result, console)
+        pairs = summary["significant_pairs"]
+        if pairs:
+            for a, b, p in pairs:
+                console.print(f"  [green]significant[/green]: {a} vs {b} (adjusted p = {p:.3g})")
+        else:
+            console.print(f"  no pair differs significantly at alpha = {test['alpha']:g}")
+        if summary.get("power_hint"):
+            console.print(f"  [dim]{summary['power_hint']}[/dim]")
+    if summary["self_judging"]:
+        console.print(
+            f"[bold red]Self-judging:[/bold red] {', '.join(summary['self_judging'])} also "
+            "answer as candidates; their rankings are biased toward themselves."
+        )
+    for name, reason in (summary.get("disabled_endpoints") or {}).items():
+        console.print(f"[red]endpoint '{name}' disabled:[/red] {reason}")
+    for name, entry in summary["judges"].items():
+        if entry["failed_judgments"]:
+            console.print(
+                f"[yellow]judge '{name}': {entry['failed_judgments']} of {entry['judgments']} "
+                f"judgments failed[/yellow] {entry['errors']}"
+            )
+    for problem in result.problems:
+        console.print(f"[bold red]limit broken:[/bold red] {problem}")
+    console.print(f"[dim]run directory: {result.run_dir}[/dim]")
+
+
+def _print_matrix(result: RunResult, console: Console) -> None:
+    pvalues = result.pvalues
+    if pvalues.empty:
+        return
+    alpha = result.summary_json["test"]["alpha"]
+    table = Table(title="adjusted p-values (* below alpha)", title_justify="left")
+    table.add_column("")
+    for name in pvalues.columns:
+        table.add_column(str(name), justify="right")
+    for row_name, row in pvalues.iterrows():
+        cells = []
+        for col_name, value in row.items():
+            if row_name == col_name:
+                cells.append("·")
+            else:
+                mark = "*" if value < alpha else ""
+                cells.append(f"{value:.3g}{mark}")
+        table.add_row(str(row_name), *cells)
+    console.print(table)

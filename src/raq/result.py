@@ -1,0 +1,366 @@
+"""The run's outputs, rendered from its store: files of the output contract and ``RunResult``.
+
+pandas and the statistics enter here, at the boundary, never in the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from raq.config import RunConfig
+from raq.records import Answer, Judgment, QAItem
+from raq.store import RunStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from raq.stats import StatsResult
+
+RANK_COLUMNS = ["question_id", "repeat", "judge", "candidate", "rank", "position"]
+
+
+@dataclass
+class RunResult:
+    """What a run produced; in a notebook it displays as the summary table."""
+
+    run_dir: Path
+    config: RunConfig
+    summary: pd.DataFrame
+    pvalues: pd.DataFrame
+    ranks: pd.DataFrame
+    answers: pd.DataFrame
+    stats: StatsResult | None
+    summary_json: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        return self.summary.to_html(float_format=lambda v: f"{v:.3g}")
+
+    def __repr__(self) -> str:
+        table = self.summary.to_string(float_format=lambda v: f"{v:.3g}")
+        return f"RunResult({self.run_dir})\n{table}"
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """The records of the current config, read back from the store."""
+
+    config: RunConfig
+    items: list[QAItem]
+    answers: list[Answer]
+    judgments: list[Judgment]
+    meta: dict[str, Any]
+
+
+def read_records(store: RunStore) -> RunRecords:
+    from raq.run import repeats_for
+
+    config = RunConfig.model_validate(store.get_meta("config"))
+    items = store.questions()
+    question_ids = {item.id for item in items}
+    candidates = {c.name for c in config.candidates}
+    repeats = {j.name: repeats_for(j, config.repeats) for j in config.judges}
+    answers = [
+        a for a in store.answers() if a.question_id in question_ids and a.candidate in candidates
+    ]
+    judgments = [
+        j
+        for j in store.judgments()
+        if j.question_id in question_ids and j.judge in repeats and j.repeat < repeats[j.judge]
+    ]
+    meta = {
+        key: store.get_meta(key)
+        for key in ("name", "created_at", "updated_at", "status", "requests", "disabled_endpoints")
+    }
+    return RunRecords(config, items, answers, judgments, meta)
+
+
+def ranks_frame(judgments: list[Judgment]) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = [
+        (j.question_id, j.repeat, j.judge, name, rank, j.presented_order.index(name) + 1)
+        for j in judgments
+        if j.ok
+        for name, rank in j.ranks.items()
+    ]
+    frame = pd.DataFrame(rows, columns=RANK_COLUMNS)
+    return frame.astype(
+        {
+            "question_id": str,
+            "repeat": int,
+            "judge": str,
+            "candidate": str,
+            "rank": float,
+            "position": int,
+        }
+    )
+
+
+def answers_frame(answers: list[Answer]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame([asdict(a) for a in answers])
+
+
+def finalize(run_dir: Path, store: RunStore) -> RunResult:
+    """Render every output file of the run directory from the store and build the result."""
+    records = read_records(store)
+    config = records.config
+    ranks = ranks_frame(records.judgments)
+    answers = answers_frame(records.answers)
+    _write_jsonl(run_dir / "answers.jsonl", (_answer_row(a) for a in records.answers))
+    _write_jsonl(run_dir / "judgments.jsonl", (_judgment_row(j) for j in records.judgments))
+    ranks.to_csv(run_dir / "ranks.csv", index=False)
+
+    stats, stats_error = _analyse(ranks, config)
+    pvalues = stats.pvalues if stats is not None else _empty_frame()
+    pvalues.to_csv(run_dir / "pvalues.csv")
+    summary_json = build_summary(records, ranks, stats, stats_error)
+    (run_dir / "summary.json").write_text(
+        json.dumps(_json_safe(summary_json), indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+    summary = summary_frame(summary_json)
+    problems = check_limits(config, summary_json)
+    result = RunResult(
+        run_dir, config, summary, pvalues, ranks, answers, stats, summary_json, problems
+    )
+    from raq.report.markdown import render_markdown
+
+    (run_dir / "report.md").write_text(render_markdown(result), encoding="utf-8")
+    return result
+
+
+def load_result(run_dir: Path) -> RunResult:
+    """Re-render a stored run (``raq report``)."""
+    store = RunStore.open_existing(run_dir)
+    try:
+        return finalize(run_dir, store)
+    finally:
+        store.close()
+
+
+def _analyse(ranks: pd.DataFrame, config: RunConfig) -> tuple[StatsResult | None, str | None]:
+    from raq.stats import analyse
+
+    if ranks.empty or ranks["candidate"].nunique() < 2:
+        return None, "no statistics: fewer than two candidates have ranks"
+    try:
+        stats = analyse(
+            ranks,
+            test=config.stats.test,
+            p_adjust=config.p_adjust,
+            alpha=config.alpha,
+            posthoc=config.stats.posthoc,
+            n_boot=config.stats.n_boot,
+            seed=config.seed,
+        )
+    except ValueError as exc:
+        return None, f"no statistics: {exc}"
+    return stats, None
+
+
+def _empty_frame() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def build_summary(
+    records: RunRecords, ranks: pd.DataFrame, stats: StatsResult | None, stats_error: str | None
+) -> dict[str, Any]:
+    """summary.json: per-candidate standing and speed, the test used, the significant pairs."""
+    config = records.config
+    candidates: dict[str, Any] = {}
+    order = list(stats.candidates) if stats else []
+    order += [c.name for c in config.candidates if c.name not in order]
+    for name in order:
+        own = [a for a in records.answers if a.candidate == name]
+        ok = [a for a in own if a.ok]
+        entry: dict[str, Any] = {}
+        if stats and name in stats.candidates:
+            cs = stats.candidates[name]
+            entry |= {
+                "mean_rank": cs.mean_rank,
+                "median_rank": cs.median_rank,
+                "std_rank": cs.std_rank,
+                "n_ranks": cs.n_ranks,
+                "mean_rank_ci95": [cs.ci_low, cs.ci_high],
+            }
+        else:
+            entry |= {"mean_rank": None, "median_rank": None, "std_rank": None, "n_ranks": 0}
+        entry |= {
+            "words_per_second": _mean(
+                [a.words_per_second for a in ok if a.words_per_second is not None]
+            ),
+            "answer_words": _mean([float(a.words) for a in ok if a.words is not None]),
+            "ttft_s": _mean([a.ttft_s for a in ok if a.ttft_s is not None]),
+            "latency_s": _mean([a.latency_s for a in ok if a.latency_s is not None]),
+            "failed_answers": len(own) - len(ok),
+            "answers": len(own),
+            "cached_answers": sum(a.cached for a in own),
+            "empty_answers": sum(1 for a in ok if not a.answer),
+            "errors": _error_counts(own),
+        }
+        candidates[name] = entry
+    judges: dict[str, Any] = {}
+    for judge in config.judges:
+        own_j = [j for j in records.judgments if j.judge == judge.name]
+        judges[judge.name] = {
+            "kind": judge.kind,
+            "judgments": len(own_j),
+            "failed_judgments": sum(1 for j in own_j if not j.ok),
+            "cached_judgments": sum(j.cached for j in own_j),
+            "modes": _mode_counts(own_j),
+            "errors": _error_counts(own_j),
+        }
+    summary: dict[str, Any] = {
+        "name": config.name,
+        "candidates": candidates,
+        "test": stats.test if stats else {"name": None, "error": stats_error},
+        "significant_pairs": [list(p) for p in stats.significant_pairs] if stats else [],
+        "n_questions": len(records.items),
+        "n_questions_ranked": int(ranks["question_id"].nunique()) if not ranks.empty else 0,
+        "repeats": config.repeats,
+        "judges": judges,
+        "self_judging": config.self_judging,
+        "status": records.meta.get("status"),
+        "requests": records.meta.get("requests") or {},
+        "disabled_endpoints": records.meta.get("disabled_endpoints") or {},
+    }
+    if stats is not None:
+        summary["pairs"] = [asdict(p) for p in stats.pairs]
+        summary["power_hint"] = stats.power_hint
+    return summary
+
+
+def _error_counts(records: list[Answer] | list[Judgment]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in records:
+        if record.error:
+            kind = record.error.split(":")[0][:80]
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _mode_counts(judgments: list[Judgment]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for j in judgments:
+        if j.ok and j.mode:
+            counts[j.mode] = counts.get(j.mode, 0) + 1
+    return counts
+
+
+def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = []
+    for name, entry in summary["candidates"].items():
+        ci = entry.get("mean_rank_ci95") or [None, None]
+        rows.append(
+            {
+                "candidate": name,
+                "mean_rank": entry["mean_rank"],
+                "ci95_low": ci[0],
+                "ci95_high": ci[1],
+                "median_rank": entry["median_rank"],
+                "std_rank": entry["std_rank"],
+                "n_ranks": entry["n_ranks"],
+                "words_per_second": entry["words_per_second"],
+                "answer_words": entry["answer_words"],
+                "ttft_s": entry["ttft_s"],
+                "latency_s": entry["latency_s"],
+                "failed_answers": entry["failed_answers"],
+            }
+        )
+    return pd.DataFrame(rows).set_index("candidate")
+
+
+def check_limits(config: RunConfig, summary: dict[str, Any]) -> list[str]:
+    """Configured limits the run broke, each a sentence (the CLI exits 1 on any)."""
+    problems: list[str] = []
+    if config.max_failure_rate is not None:
+        for name, entry in summary["candidates"].items():
+            if (
+                entry["answers"]
+                and entry["failed_answers"] / entry["answers"] > config.max_failure_rate
+            ):
+                problems.append(
+                    f"candidate '{name}': {entry['failed_answers']} of {entry['answers']} answers "
+                    f"failed, above max_failure_rate={config.max_failure_rate:g}"
+                )
+        for name, entry in summary["judges"].items():
+            if (
+                entry["judgments"]
+                and entry["failed_judgments"] / entry["judgments"] > config.max_failure_rate
+            ):
+                problems.append(
+                    f"judge '{name}': {entry['failed_judgments']} of {entry['judgments']} "
+                    "judgments "
+                    f"failed, above max_failure_rate={config.max_failure_rate:g}"
+                )
+    return problems
+
+
+def _answer_row(answer: Answer) -> dict[str, Any]:
+    return {
+        "question_id": answer.question_id,
+        "candidate": answer.candidate,
+        "answer": answer.answer,
+        "latency_s": answer.latency_s,
+        "ttft_s": answer.ttft_s,
+        "words": answer.words,
+        "words_per_second": answer.words_per_second,
+        "completion_tokens": answer.completion_tokens,
+        "prompt_tokens": answer.prompt_tokens,
+        "tokens_estimated": answer.tokens_estimated,
+        "cached": answer.cached,
+        "error": answer.error,
+    }
+
+
+def _judgment_row(judgment: Judgment) -> dict[str, Any]:
+    ranking = sorted(
+        judgment.ranks, key=lambda n: (judgment.ranks[n], judgment.presented_order.index(n))
+    )
+    return {
+        "question_id": judgment.question_id,
+        "repeat": judgment.repeat,
+        "judge": judgment.judge,
+        "presented_order": list(judgment.presented_order),
+        "raw_output": judgment.raw_output,
+        "ranking": ranking if judgment.ok else None,
+        "ranks": judgment.ranks if judgment.ok else None,
+        "mode": judgment.mode,
+        "attempts": judgment.attempts,
+        "cached": judgment.cached,
+        "error": judgment.error,
+    }
+
+
+def _write_jsonl(path: Path, rows: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(_json_safe(row), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _json_safe(value.item())
+    return value

@@ -1,0 +1,410 @@
+"""Orchestration: config → dataset → answers → judgments → store → outputs (``evaluate``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from raq.answers import answer_fingerprint, answer_request, ask_candidate
+from raq.client import ChatClient, Endpoint, probe
+from raq.config import (
+    CandidateConfig,
+    EndpointConfig,
+    JudgeConfig,
+    RunConfig,
+    config_to_yaml,
+    load_config,
+    load_env_file,
+    resolve_api_key,
+)
+from raq.errors import EndpointError, RaqError, StoreError
+from raq.judge import (
+    JudgeSession,
+    judgment_fingerprint,
+    llm_judgment,
+    presented_order,
+    reference_judgment,
+)
+from raq.records import Answer, Judgment, QAItem
+from raq.store import STORE_NAME, ResponseCache, RunStore, default_cache_path
+
+if TYPE_CHECKING:
+    from raq.result import RunResult
+
+
+class Progress(Protocol):
+    """What the pipeline reports as it goes; the CLI and notebooks draw it with rich."""
+
+    def start(self, stage: str, total: int, done: int = 0) -> None: ...
+    def advance(self, stage: str, n: int = 1) -> None: ...
+    def note(self, message: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class _SilentProgress:
+    def start(self, stage: str, total: int, done: int = 0) -> None:
+        pass
+
+    def advance(self, stage: str, n: int = 1) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class RunFailed(RaqError):
+    """The run finished but broke a configured limit (failure rate, gate)."""
+
+    exit_code = 1
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path("runs") / f"{stamp}-{config.name}"
+
+
+def evaluate(config: str | Path | RunConfig | dict, **options: Any) -> RunResult:
+    """Run a whole RAQ evaluation and return its result (works inside a running event loop).
+
+    Options are those of ``evaluate_async``. In a notebook, where a loop already runs in this
+    thread, the evaluation runs on its own loop in a worker thread and this call waits for it.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(evaluate_async(config, **options))
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = asyncio.run(evaluate_async(config, **options))
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="raq-evaluate")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+async def evaluate_async(
+    config: str | Path | RunConfig | dict,
+    *,
+    output: str | Path | None = None,
+    limit: int | None = None,
+    repeats: int | None = None,
+    refresh: bool = False,
+    preflight: bool = True,
+    use_cache: bool | None = None,
+    cache_path: str | Path | None = None,
+    progress: Progress | bool = True,
+    retry_base_s: float = 0.5,
+) -> RunResult:
+    """Evaluate the candidates of a config and write the run directory; see ``evaluate``."""
+    run_config = _load(config, limit=limit, repeats=repeats)
+    load_env_file(run_config)
+    candidates = {c.name: _endpoint(c, "candidate", run_config) for c in run_config.candidates}
+    judges = {
+        j.name: JudgeSession(j, _endpoint(j, "judge", run_config) if j.kind == "llm" else None)
+        for j in run_config.judges
+    }
+    run_dir = Path(output) if output else default_run_dir(run_config)
+    _check_run_dir(run_dir)
+    store = RunStore(run_dir)
+    cache = _open_cache(run_config, use_cache, cache_path)
+    reporter = _progress(progress)
+    try:
+        items = _questions(run_config, store)
+        _record_start(store, run_config, run_dir)
+        for name, session in judges.items():
+            session.mode = store.get_meta("judge_modes", {}).get(name)
+        pipeline = _Pipeline(run_config, store, candidates, judges, reporter)
+        if preflight:
+            await _preflight(pipeline.endpoints_with_work(items, cache, refresh))
+        client = ChatClient(
+            timeout_s=run_config.timeout_s,
+            max_retries=run_config.max_retries,
+            concurrency=run_config.concurrency,
+            max_consecutive_failures=run_config.max_consecutive_failures,
+            retry_base_s=retry_base_s,
+            cache=cache,
+            refresh=refresh,
+        )
+        client.on_event = lambda kind, message: reporter.note(message)
+        async with client:
+            pipeline.client = client
+            try:
+                await pipeline.run(items)
+            finally:
+                store.set_meta("judge_modes", {n: s.mode for n, s in judges.items() if s.mode})
+                store.set_meta("requests", _counters(client))
+                store.set_meta("disabled_endpoints", client.disabled())
+        store.set_meta("status", "complete")
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        store.set_meta("status", "interrupted")
+        raise
+    finally:
+        reporter.stop()
+        if cache is not None:
+            cache.close()
+    from raq.result import finalize
+
+    try:
+        return finalize(run_dir, store)
+    finally:
+        store.close()
+
+
+def _load(
+    config: str | Path | RunConfig | dict, *, limit: int | None, repeats: int | None
+) -> RunConfig:
+    overrides = {"dataset.limit": limit, "repeats": repeats}
+    if isinstance(config, RunConfig):
+        data = config.model_dump(mode="json", exclude_unset=True)
+        return load_config(data, overrides)
+    return load_config(config, overrides)
+
+
+def _endpoint(config: EndpointConfig, role: str, run_config: RunConfig) -> Endpoint:
+    assert config.base_url and config.model
+    return Endpoint(
+        name=config.name,
+        base_url=config.base_url,
+        model=config.model,
+        api_key=resolve_api_key(config, role, run_config.env_file),
+        concurrency=config.concurrency,
+        requests_per_minute=config.requests_per_minute,
+        tokens_per_minute=config.tokens_per_minute,
+    )
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """Refuse to write into a directory that holds something other than a raq run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StoreError(f"{run_dir}: exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / STORE_NAME).exists():
+        raise StoreError(
+            f"{run_dir}: not empty and not a raq run directory; raq will not write into it"
+        )
+
+
+def _open_cache(
+    config: RunConfig, use_cache: bool | None, cache_path: str | Path | None
+) -> ResponseCache | None:
+    enabled = config.cache.enabled if use_cache is None else use_cache
+    if not enabled:
+        return None
+    path = Path(cache_path or config.cache.path or default_cache_path()).expanduser()
+    return ResponseCache(path)
+
+
+def _progress(progress: Progress | bool) -> Progress:
+    if progress is True:
+        from raq.report.terminal import RichProgress
+
+        return RichProgress()
+    if progress is False:
+        return _SilentProgress()
+    return progress
+
+
+def _dataset_key(config: RunConfig) -> str:
+    material = json.dumps([config.dataset.model_dump(mode="json"), config.seed], sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _questions(config: RunConfig, store: RunStore) -> list[QAItem]:
+    """The run's questions: from the store when the dataset settings are unchanged (resume)."""
+    key = _dataset_key(config)
+    if store.get_meta("dataset_key") == key:
+        stored = store.questions()
+        if stored:
+            return stored
+    from raq.dataset import load_items
+
+    items = load_items(config.dataset, seed=config.seed)
+    store.save_questions(items)
+    store.set_meta("dataset_key", key)
+    return items
+
+
+def _record_start(store: RunStore, config: RunConfig, run_dir: Path) -> None:
+    (run_dir / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
+    store.set_meta("config", config.model_dump(mode="json"))
+    store.set_meta("name", config.name)
+    if store.get_meta("created_at") is None:
+        store.set_meta("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    store.set_meta("updated_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    store.set_meta("status", "running")
+
+
+def _counters(client: ChatClient) -> dict[str, dict[str, int]]:
+    return {name: vars(c).copy() for name, c in client.counters().items()}
+
+
+async def _preflight(endpoints: list[tuple[str, Endpoint]]) -> None:
+    """Fail fast, naming the endpoint, when one that has work to do does not answer."""
+    unique = {(e.base_url, e.api_key): (role, e) for role, e in endpoints}
+    results = await asyncio.gather(*(probe(e) for _, e in unique.values()))
+    for (role, endpoint), problem in zip(unique.values(), results, strict=True):
+        if problem:
+            raise EndpointError(
+                f"{role} '{endpoint.name}' at {endpoint.base_url} {problem} "
+                "(skip this check with --no-preflight)"
+            )
+
+
+def repeats_for(judge: JudgeConfig, repeats: int) -> int:
+    """A reference judge is deterministic: repeating it would only duplicate its ranks."""
+    return 1 if judge.kind == "reference" else repeats
+
+
+class _Pipeline:
+    """Runs every question through answers then judgments, storing each record as it lands."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        store: RunStore,
+        candidates: dict[str, Endpoint],
+        judges: dict[str, JudgeSession],
+        progress: Progress,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.candidates = candidates
+        self.candidate_configs: dict[str, CandidateConfig] = {c.name: c for c in config.candidates}
+        self.judges = judges
+        self.progress = progress
+        self.client: ChatClient | None = None
+        self._answer_marks = store.answer_fingerprints()
+        self._judgment_marks = store.judgment_fingerprints()
+
+    def endpoints_with_work(
+        self, items: list[QAItem], cache: ResponseCache | None, refresh: bool
+    ) -> list[tuple[str, Endpoint]]:
+        """Endpoints that may be called: preflight skips those whose work is all stored."""
+        from raq.client import cache_key
+
+        out: list[tuple[str, Endpoint]] = []
+        for name, endpoint in self.candidates.items():
+            config = self.candidate_configs[name]
+            for item in items:
+                body = answer_request(config, self.config.prompts, item)
+                fingerprint = answer_fingerprint(endpoint, body)
+                if refresh or (
+                    self._answer_marks.get((item.id, name)) != (fingerprint, True)
+                    and (cache is None or cache.get(cache_key(endpoint, body)) is None)
+                ):
+                    out.append(("candidate", endpoint))
+                    break
+        for name, session in self.judges.items():
+            if session.endpoint is None:
+                continue
+            needed = repeats_for(session.config, self.config.repeats)
+            if refresh or any(
+                self._judgment_marks.get((item.id, r, name), ("", False))[1] is False
+                for item in items
+                for r in range(needed)
+            ):
+                out.append(("judge", session.endpoint))
+        return out
+
+    async def run(self, items: list[QAItem]) -> None:
+        n_candidates = len(self.candidates)
+        judge_total = sum(
+            repeats_for(s.config, self.config.repeats) for s in self.judges.values()
+        ) * len(items)
+        self.progress.start("answers", len(items) * n_candidates)
+        self.progress.start("judgments", judge_total)
+        queue: asyncio.Queue[tuple[int, QAItem]] = asyncio.Queue()
+        for entry in enumerate(items):
+            queue.put_nowait(entry)
+        workers = max(8, 2 * self.config.concurrency // max(1, n_candidates))
+        tasks = [asyncio.create_task(self._worker(queue)) for _ in range(min(workers, len(items)))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _worker(self, queue: asyncio.Queue[tuple[int, QAItem]]) -> None:
+        while True:
+            try:
+                index, item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await self._question(index, item)
+
+    async def _question(self, index: int, item: QAItem) -> None:
+        names = list(self.candidates)
+        answers = await asyncio.gather(*(self._answer(item, name) for name in names))
+        by_name = {a.candidate: a for a in answers}
+        present = [name for name in names if by_name[name].ok]
+        jobs = []
+        for judge_name, session in self.judges.items():
+            needed = repeats_for(session.config, self.config.repeats)
+            for repeat in range(needed):
+                slot = index * self.config.repeats + repeat
+                order = [n for n in presented_order(names, self.config.seed, slot) if n in present]
+                jobs.append(self._judgment(item, repeat, judge_name, order, by_name))
+        await asyncio.gather(*jobs)
+
+    async def _answer(self, item: QAItem, name: str) -> Answer:
+        config = self.candidate_configs[name]
+        endpoint = self.candidates[name]
+        body = answer_request(config, self.config.prompts, item)
+        fingerprint = answer_fingerprint(endpoint, body)
+        if self._answer_marks.get((item.id, name)) == (fingerprint, True):
+            stored = self.store.answers_for(item.id).get(name)
+            if stored is not None:
+                self.progress.advance("answers")
+                return stored
+        assert self.client is not None
+        answer = await ask_candidate(self.client, endpoint, config, body, item)
+        self.store.put_answer(answer, fingerprint)
+        self.progress.advance("answers")
+        return answer
+
+    async def _judgment(
+        self,
+        item: QAItem,
+        repeat: int,
+        judge_name: str,
+        order: list[str],
+        answers: dict[str, Answer],
+    ) -> Judgment:
+        session = self.judges[judge_name]
+        texts = [answers[n].answer or "" for n in order]
+        fingerprint = judgment_fingerprint(
+            session.config, self.config.prompts, item, order, texts, repeat
+        )
+        if self._judgment_marks.get((item.id, repeat, judge_name)) == (fingerprint, True):
+            self.progress.advance("judgments")
+            return Judgment(item.id, repeat, judge_name, tuple(order), None)
+        if len(order) < 2:
+            judgment = Judgment(
+                item.id, repeat, judge_name, tuple(order), None,
+                error=f"not judged: {len(order)} candidate answer(s) to rank, need 2",
+            )  # fmt: skip
+        elif session.config.kind == "reference":
+            judgment = reference_judgment(item, repeat, judge_name, order, answers)
+        else:
+            assert self.client is not None
+            judgment = await llm_judgment(
+                self.client, session, self.config.prompts, item, repeat, order, answers
+            )
+        self.store.put_judgment(judgment, fingerprint)
+        self.progress.advance("judgments")
+        return judgment

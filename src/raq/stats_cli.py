@@ -1,0 +1,94 @@
+"""``raq stats``: read any ranks.csv and print or emit the statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from raq.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from raq.stats import StatsResult
+
+REQUIRED = ["question_id", "repeat", "judge", "candidate", "rank"]
+
+
+def read_ranks_csv(path: Path) -> pd.DataFrame:
+    """A ranks file with its columns checked; a bad one is one clear InputError line."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(path, dtype={"question_id": str, "judge": str, "candidate": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected "
+            "question_id,repeat,judge,candidate,rank,position"
+        )
+    if "position" not in frame.columns:
+        frame["position"] = pd.NA
+    bad = pd.to_numeric(frame["rank"], errors="coerce").isna()
+    if bad.any():
+        line = int(bad.idxmax()) + 2
+        raise InputError(f"{path}:{line}: rank is not a number ({frame['rank'][bad.idxmax()]!r})")
+    frame["rank"] = frame["rank"].astype(float)
+    frame["repeat"] = pd.to_numeric(frame["repeat"], errors="coerce").fillna(0).astype(int)
+    return frame
+
+
+def stats_json(result: StatsResult) -> dict[str, Any]:
+    data = result.to_dict()
+    return {
+        "test": data["test"],
+        "significant_pairs": data["significant_pairs"],
+        "pvalues": {
+            str(row): {str(col): float(v) for col, v in values.items()}
+            for row, values in result.pvalues.to_dict(orient="index").items()
+        },
+        "candidates": data["candidates"],
+    }
+
+
+def print_stats(result: StatsResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="ranks per candidate (1 = best)", title_justify="left")
+    for column in ("candidate", "mean rank", "95% CI", "median", "std", "n ranks"):
+        table.add_column(column, justify="left" if column == "candidate" else "right")
+    for name, c in result.candidates.items():
+        table.add_row(
+            name,
+            f"{c.mean_rank:.2f}",
+            f"{c.ci_low:.2f}–{c.ci_high:.2f}",
+            f"{c.median_rank:.1f}",
+            f"{c.std_rank:.2f}",
+            str(c.n_ranks),
+        )
+    console.print(table)
+    console.print(f"[bold]Test:[/bold] {result.test.get('description', result.test['name'])}")
+    matrix = Table(title="adjusted p-values (* below alpha)", title_justify="left")
+    matrix.add_column("")
+    for name in result.pvalues.columns:
+        matrix.add_column(str(name), justify="right")
+    alpha = result.test["alpha"]
+    for row_name, row in result.pvalues.iterrows():
+        matrix.add_row(
+            str(row_name),
+            *(
+                "·" if row_name == col else f"{v:.3g}{'*' if v < alpha else ''}"
+                for col, v in row.items()
+            ),
+        )
+    console.print(matrix)
+    if not result.significant_pairs:
+        console.print(f"no pair differs significantly at alpha = {alpha:g}")
+    if result.power_hint:
+        console.print(f"[dim]{result.power_hint}[/dim]")

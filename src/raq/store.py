@@ -1,0 +1,259 @@
+"""The run store and the shared response cache, both SQLite in WAL mode.
+
+Every answer and judgment is committed the moment it returns, so a killed run loses nothing
+it paid for; the output files (answers.jsonl, ranks.csv, …) are rendered from this store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from raq.errors import StoreError
+from raq.records import Answer, Completion, Judgment, QAItem
+
+RUN_FORMAT = "raq-run/1"
+CACHE_FORMAT = "raq-cache/1"
+STORE_NAME = "raq.sqlite"
+
+_RUN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS questions (
+    idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, question TEXT NOT NULL,
+    context TEXT, answers TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS answers (
+    question_id TEXT NOT NULL, candidate TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    answer TEXT, latency_s REAL, ttft_s REAL, words INTEGER, words_per_second REAL,
+    prompt_tokens INTEGER, completion_tokens INTEGER, tokens_estimated INTEGER NOT NULL,
+    error TEXT, cached INTEGER NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (question_id, candidate));
+CREATE TABLE IF NOT EXISTS judgments (
+    question_id TEXT NOT NULL, repeat INTEGER NOT NULL, judge TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, presented_order TEXT NOT NULL, raw_output TEXT,
+    ranks TEXT NOT NULL, mode TEXT, attempts INTEGER NOT NULL, error TEXT,
+    cached INTEGER NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (question_id, repeat, judge));
+"""
+
+_CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY, completion TEXT NOT NULL, created_at REAL NOT NULL);
+"""
+
+
+def _connect(path: Path, schema: str, fmt: str, what: str) -> sqlite3.Connection:
+    """Open (or create) a raq SQLite file, refusing anything raq did not write."""
+    existed = path.exists() and path.stat().st_size > 0
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if existed:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            found = None
+            if "meta" in tables:
+                row = conn.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+                found = row[0] if row else None
+            if found != fmt:
+                conn.close()
+                raise StoreError(
+                    f"{path}: a SQLite file that is not a {what} (format {found!r}); "
+                    "raq will not overwrite it — move it away or choose another path"
+                )
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                conn.close()
+                raise StoreError(f"{path}: the {what} is damaged ({check}); raq will not touch it")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.executescript(schema)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (fmt,))
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path}: not a readable {what} ({exc}); raq will not overwrite it — "
+            "move it away or choose another path"
+        ) from None
+    return conn
+
+
+class ResponseCache:
+    """Completed responses keyed by a hash of the request, shared across runs."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = _connect(path, _CACHE_SCHEMA, CACHE_FORMAT, "raq response cache")
+
+    def get(self, key: str) -> Completion | None:
+        row = self._conn.execute("SELECT completion FROM responses WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        return Completion(**{**json.loads(row[0]), "cached": True})
+
+    def put(self, key: str, completion: Completion) -> None:
+        data = asdict(completion)
+        data.pop("cached")
+        self._conn.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
+            (key, json.dumps(data, ensure_ascii=False), time.time()),
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def default_cache_path() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("raq")) / "responses.sqlite"
+
+
+class RunStore:
+    """One run's durable record: its config, questions, answers and judgments."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / STORE_NAME
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._conn = _connect(self.path, _RUN_SCHEMA, RUN_FORMAT, "raq run store")
+
+    @classmethod
+    def open_existing(cls, run_dir: Path) -> RunStore:
+        """Open a run directory for reading; a clear error if it is not one."""
+        if not (run_dir / STORE_NAME).is_file():
+            raise StoreError(f"{run_dir}: not a raq run directory (no {STORE_NAME})")
+        return cls(run_dir)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- meta -------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            (key, json.dumps(value, ensure_ascii=False)),
+        )
+
+    # -- questions ----------------------------------------------------------------------------
+    def save_questions(self, items: list[QAItem]) -> None:
+        with self._transaction():
+            self._conn.execute("DELETE FROM questions")
+            self._conn.executemany(
+                "INSERT INTO questions VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        i,
+                        q.id,
+                        q.question,
+                        q.context,
+                        json.dumps(list(q.answers), ensure_ascii=False),
+                    )
+                    for i, q in enumerate(items)
+                ],
+            )
+
+    def questions(self) -> list[QAItem]:
+        rows = self._conn.execute(
+            "SELECT id, question, context, answers FROM questions ORDER BY idx"
+        ).fetchall()
+        return [
+            QAItem(id=r[0], question=r[1], context=r[2], answers=tuple(json.loads(r[3])))
+            for r in rows
+        ]
+
+    # -- answers -------------------------------------------------------------------------------
+    def put_answer(self, answer: Answer, fingerprint: str) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                answer.question_id, answer.candidate, fingerprint, answer.answer,
+                answer.latency_s, answer.ttft_s, answer.words, answer.words_per_second,
+                answer.prompt_tokens, answer.completion_tokens, int(answer.tokens_estimated),
+                answer.error, int(answer.cached), time.time(),
+            ),
+        )  # fmt: skip
+
+    def answer_fingerprints(self) -> dict[tuple[str, str], tuple[str, bool]]:
+        """(question_id, candidate) → (fingerprint, ok) for every stored answer."""
+        rows = self._conn.execute("SELECT question_id, candidate, fingerprint, error FROM answers")
+        return {(r[0], r[1]): (r[2], r[3] is None) for r in rows}
+
+    _ANSWER_COLUMNS = (
+        "a.question_id, candidate, answer, latency_s, ttft_s, words, words_per_second,"
+        " prompt_tokens, completion_tokens, tokens_estimated, error, cached"
+    )
+
+    def answers(self) -> Iterator[Answer]:
+        """Every stored answer, in question order."""
+        yield from self._answers_where("1=1", ())
+
+    def answers_for(self, question_id: str) -> dict[str, Answer]:
+        return {a.candidate: a for a in self._answers_where("a.question_id=?", (question_id,))}
+
+    def _answers_where(self, where: str, args: tuple) -> Iterator[Answer]:
+        rows = self._conn.execute(
+            f"SELECT {self._ANSWER_COLUMNS} FROM answers a"
+            f" LEFT JOIN questions q ON q.id = a.question_id WHERE {where} ORDER BY q.idx, a.rowid",
+            args,
+        )
+        for r in rows:
+            yield Answer(
+                question_id=r[0], candidate=r[1], answer=r[2], latency_s=r[3], ttft_s=r[4],
+                words=r[5], words_per_second=r[6], prompt_tokens=r[7], completion_tokens=r[8],
+                tokens_estimated=bool(r[9]), error=r[10], cached=bool(r[11]),
+            )  # fmt: skip
+
+    # -- judgments -------------------------------------------------------------------------------
+    def put_judgment(self, judgment: Judgment, fingerprint: str) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO judgments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                judgment.question_id, judgment.repeat, judgment.judge, fingerprint,
+                json.dumps(list(judgment.presented_order), ensure_ascii=False),
+                judgment.raw_output, json.dumps(judgment.ranks, ensure_ascii=False),
+                judgment.mode, judgment.attempts, judgment.error, int(judgment.cached), time.time(),
+            ),
+        )  # fmt: skip
+
+    def judgment_fingerprints(self) -> dict[tuple[str, int, str], tuple[str, bool]]:
+        rows = self._conn.execute(
+            "SELECT question_id, repeat, judge, fingerprint, error FROM judgments"
+        )
+        return {(r[0], r[1], r[2]): (r[3], r[4] is None) for r in rows}
+
+    def judgments(self) -> Iterator[Judgment]:
+        rows = self._conn.execute(
+            "SELECT j.question_id, repeat, judge, presented_order, raw_output, ranks, mode,"
+            " attempts, error, cached FROM judgments j"
+            " LEFT JOIN questions q ON q.id = j.question_id"
+            " ORDER BY q.idx, repeat, j.rowid"
+        )
+        for r in rows:
+            yield Judgment(
+                question_id=r[0], repeat=r[1], judge=r[2], presented_order=tuple(json.loads(r[3])),
+                raw_output=r[4], ranks=json.loads(r[5]), mode=r[6], attempts=r[7], error=r[8],
+                cached=bool(r[9]),
+            )  # fmt: skip
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
