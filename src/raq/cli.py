@@ -185,6 +185,48 @@ def runs(
     print_runs(directory)
 
 
+@app.command()
+@_user_errors
+def demo(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Questions to use (default 40).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """The whole RAQ job offline on a real local model (needs the 'local' extra); see configs/demo.yaml."""
+    from raq.config import demo_config_path
+
+    run(
+        config=demo_config_path(),
+        output=output,
+        resume=None,
+        limit=limit,
+        repeats=None,
+        refresh=False,
+        cache=True,
+        preflight=True,
+        quiet=quiet,
+    )
+
+
+@app.command("serve-local")
+@_user_errors
+def serve_local(
+    port: Annotated[int | None, typer.Option(help="Port (default: a free one).")] = None,
+) -> None:
+    """Serve the embedded SmolLM2-135M model on loopback until Ctrl-C (needs the 'local' extra)."""
+    import time
+
+    from raq.local import DEFAULT_ALIAS, LocalModelServer
+
+    with LocalModelServer(port=port) as server:
+        typer.echo(f"serving model '{DEFAULT_ALIAS}' at {server.base_url} (Ctrl-C stops it)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            typer.echo("stopping")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -39,6 +39,9 @@ class Endpoint:
     model: str
     api_key: str | None = field(default=None, repr=False)
     concurrency: int | None = None
+    # What the cache and fingerprints know the endpoint as: the configured URL, which for the
+    # embedded local server ("local") stays the same whatever port it gets.
+    cache_url: str | None = None
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
 
@@ -153,7 +156,8 @@ class _EndpointState:
 
 def cache_key(endpoint: Endpoint, body: dict[str, Any], salt: str = "") -> str:
     """A hash of everything that determines a response (never the key itself)."""
-    material = {"base_url": endpoint.base_url, "model": endpoint.model, "body": body, "salt": salt}
+    url = endpoint.cache_url or endpoint.base_url
+    material = {"base_url": url, "model": endpoint.model, "body": body, "salt": salt}
     encoded = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(encoded.encode()).hexdigest()
 

@@ -36,6 +36,10 @@ DEFAULT_JUDGE_PROMPT = (
 )
 
 
+# ``base_url: local`` means the embedded llama.cpp server that raq starts itself (raq[local]).
+LOCAL_BASE_URL = "local"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -83,8 +87,10 @@ class EndpointConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
+        if value == LOCAL_BASE_URL:
+            return value
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+            raise ValueError(f"must start with http:// or https:// (or be '{LOCAL_BASE_URL}')")
         return value.rstrip("/") if value else value
 
     @field_validator("params")
@@ -437,3 +443,13 @@ def config_to_yaml(config: RunConfig) -> str:
     """The resolved config as YAML; it never holds secrets (only env var names)."""
     data = config.model_dump(mode="json", exclude_none=True)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def demo_config_path() -> Path:
+    """configs/demo.yaml when run from a checkout, else the copy shipped in the package."""
+    local = Path("configs") / "demo.yaml"
+    if local.is_file():
+        return local
+    from importlib import resources
+
+    return Path(str(resources.files("raq") / "data" / "demo.yaml"))

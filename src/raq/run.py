@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from raq.answers import answer_fingerprint, answer_request, ask_candidate
 from raq.client import ChatClient, Endpoint, probe
 from raq.config import (
+    LOCAL_BASE_URL,
     CandidateConfig,
     EndpointConfig,
     JudgeConfig,
@@ -123,14 +125,20 @@ async def evaluate_async(
     store = RunStore(run_dir)
     cache = _open_cache(run_config, use_cache, cache_path)
     reporter = _progress(progress)
+    local_server = None
     try:
         items = _questions(run_config, store)
         _record_start(store, run_config, run_dir)
         for name, session in judges.items():
             session.mode = store.get_meta("judge_modes", {}).get(name)
         pipeline = _Pipeline(run_config, store, candidates, judges, reporter)
+        with_work = pipeline.endpoints_with_work(items, cache, refresh)
+        if any(e.base_url == LOCAL_BASE_URL for _, e in with_work):
+            local_server = await _start_local_server(reporter)
+            pipeline.point_local_endpoints(local_server.base_url)
+            with_work = [(role, pipeline.current(e)) for role, e in with_work]
         if preflight:
-            await _preflight(pipeline.endpoints_with_work(items, cache, refresh))
+            await _preflight(with_work)
         client = ChatClient(
             timeout_s=run_config.timeout_s,
             max_retries=run_config.max_retries,
@@ -155,6 +163,8 @@ async def evaluate_async(
         raise
     finally:
         reporter.stop()
+        if local_server is not None:
+            await asyncio.to_thread(local_server.stop)
         if cache is not None:
             cache.close()
     from raq.result import finalize
@@ -180,6 +190,7 @@ def _endpoint(config: EndpointConfig, role: str, run_config: RunConfig) -> Endpo
     return Endpoint(
         name=config.name,
         base_url=config.base_url,
+        cache_url=config.base_url,
         model=config.model,
         api_key=resolve_api_key(config, role, run_config.env_file),
         concurrency=config.concurrency,
@@ -264,6 +275,16 @@ async def _preflight(endpoints: list[tuple[str, Endpoint]]) -> None:
             )
 
 
+async def _start_local_server(reporter: Progress) -> Any:
+    """Start the embedded llama.cpp server for ``base_url: local`` endpoints."""
+    from raq.local import LocalModelServer
+
+    server = LocalModelServer()
+    reporter.note("starting the embedded llama.cpp server (SmolLM2-135M) …")
+    await asyncio.to_thread(server.start)
+    return server
+
+
 def repeats_for(judge: JudgeConfig, repeats: int) -> int:
     """A reference judge is deterministic: repeating it would only duplicate its ranks."""
     return 1 if judge.kind == "reference" else repeats
@@ -289,6 +310,21 @@ class _Pipeline:
         self.client: ChatClient | None = None
         self._answer_marks = store.answer_fingerprints()
         self._judgment_marks = store.judgment_fingerprints()
+
+    def point_local_endpoints(self, base_url: str) -> None:
+        """Send ``base_url: local`` endpoints to the server raq started."""
+        for name, endpoint in self.candidates.items():
+            if endpoint.cache_url == LOCAL_BASE_URL:
+                self.candidates[name] = replace(endpoint, base_url=base_url)
+        for session in self.judges.values():
+            if session.endpoint is not None and session.endpoint.cache_url == LOCAL_BASE_URL:
+                session.endpoint = replace(session.endpoint, base_url=base_url)
+
+    def current(self, endpoint: Endpoint) -> Endpoint:
+        if endpoint.name in self.candidates:
+            return self.candidates[endpoint.name]
+        session = self.judges[endpoint.name]
+        return session.endpoint or endpoint
 
     def endpoints_with_work(
         self, items: list[QAItem], cache: ResponseCache | None, refresh: bool
