@@ -192,7 +192,7 @@ def demo(
     limit: Annotated[int | None, typer.Option(help="Questions to use (default 40).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """The whole RAQ job offline on a real local model (configs/demo.yaml; needs the 'local' extra)."""
+    """Run the whole RAQ job offline on a real local model (configs/demo.yaml)."""
     from raq.config import demo_config_path
 
     run(
