@@ -22,20 +22,8 @@ import pandas as pd
 import scikit_posthocs as sp
 from scipy import stats as ss
 
-# What scikit-posthocs hands to statsmodels' multipletests (its docstrings list exactly these);
-# mirrors raq.config.P_ADJUST_METHODS, which a test keeps in step.
-P_ADJUST_METHODS = (
-    "bonferroni",
-    "sidak",
-    "holm-sidak",
-    "holm",
-    "simes-hochberg",
-    "hommel",
-    "fdr_bh",
-    "fdr_by",
-    "fdr_tsbh",
-    "fdr_tsbky",
-)
+from raq.config import P_ADJUST_METHODS  # what scikit-posthocs hands to multipletests
+
 # posthoc_conover_friedman also accepts this one (Tukey's studentized range instead of t).
 SINGLE_STEP = "single-step"
 TESTS = ("dunn", "friedman")
