@@ -56,7 +56,13 @@ async def ask_candidate(
         return Answer(question_id=item.id, candidate=candidate.name, answer=None, error=str(exc))
     text = completion.text.strip()
     words = count_words(text)
-    estimated = completion.completion_tokens is None
+    estimated = completion.completion_tokens is None or completion.prompt_tokens is None
+    prompt_tokens = completion.prompt_tokens
+    if prompt_tokens is None:
+        prompt_tokens = estimate_tokens(" ".join(str(m["content"]) for m in body["messages"]))
+    completion_tokens = completion.completion_tokens
+    if completion_tokens is None:
+        completion_tokens = estimate_tokens(text)
     latency = completion.latency_s
     return Answer(
         question_id=item.id,
@@ -66,8 +72,8 @@ async def ask_candidate(
         ttft_s=completion.ttft_s,
         words=words,
         words_per_second=words / latency if latency > 0 else None,
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=estimate_tokens(text) if estimated else completion.completion_tokens,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
         tokens_estimated=estimated,
         cached=completion.cached,
     )

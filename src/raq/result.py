@@ -209,7 +209,12 @@ def build_summary(
             "cached_answers": sum(a.cached for a in own),
             "empty_answers": sum(1 for a in ok if not a.answer),
             "errors": _error_counts(own),
+            "distributions": speed_distributions(ok),
+            "tokens": token_totals(ok),
         }
+        price = next((c.price for c in config.candidates if c.name == name), None)
+        if price is not None:
+            entry["cost_usd"] = cost_estimate(ok, price.input_per_million, price.output_per_million)
         candidates[name] = entry
     judges: dict[str, Any] = {}
     for judge in config.judges:
@@ -239,7 +244,135 @@ def build_summary(
     if stats is not None:
         summary["pairs"] = [asdict(p) for p in stats.pairs]
         summary["power_hint"] = stats.power_hint
+        summary["diagnostics"] = diagnostics(ranks, records.answers, config.alpha)
+        summary["per_judge"] = per_judge_stats(ranks, config)
     return summary
+
+
+def diagnostics(ranks: pd.DataFrame, answers: list[Answer], alpha: float) -> dict[str, Any]:
+    """Can the judges be trusted: position bias, self-consistency, agreement, length bias."""
+    import pandas as pd
+
+    from raq import stats as st
+
+    words = pd.DataFrame(
+        [(a.question_id, a.candidate, a.words) for a in answers if a.ok],
+        columns=["question_id", "candidate", "words"],
+    )
+    panel = st.panel_aggregate(ranks)
+    win = st.win_rates(ranks)
+    return {
+        "position_bias": st.position_bias(ranks, alpha=alpha),
+        "self_consistency": st.self_consistency(ranks),
+        "judge_agreement": st.judge_agreement(ranks),
+        "length_bias": st.length_bias(ranks, words) if not words.empty else None,
+        "win_rates": {
+            "description": "share of shared (question, repeat, judge) blocks where the row "
+            "candidate ranked above the column one; ties count 1/2",
+            "matrix": {str(a): {str(b): win.at[a, b] for b in win.columns} for a in win.index},
+        },
+        "panel": None
+        if panel is None
+        else {
+            "description": "per-judge mean rank of each candidate, with the median and std "
+            "across the judges (the article's panel aggregate)",
+            "table": {str(c): {str(k): v for k, v in row.items()} for c, row in panel.iterrows()},
+        },
+    }
+
+
+def per_judge_stats(ranks: pd.DataFrame, config: RunConfig) -> dict[str, Any]:
+    """For a panel: the same test on each judge's ranks alone (empty for a single judge)."""
+    from raq.stats import analyse
+
+    if ranks["judge"].nunique() < 2:
+        return {}
+    out: dict[str, Any] = {}
+    for judge, rows in ranks.groupby("judge", sort=False):
+        try:
+            result = analyse(
+                rows,
+                test=config.stats.test,
+                p_adjust=config.p_adjust,
+                alpha=config.alpha,
+                posthoc=config.stats.posthoc,
+                n_boot=config.stats.n_boot,
+                seed=config.seed,
+            )
+        except ValueError as exc:
+            out[str(judge)] = {"error": str(exc)}
+            continue
+        out[str(judge)] = {
+            "mean_rank": {n: c.mean_rank for n, c in result.candidates.items()},
+            "n_ranks": {n: c.n_ranks for n, c in result.candidates.items()},
+            "significant_pairs": [list(p) for p in result.significant_pairs],
+            "test": result.test.get("description"),
+        }
+    return out
+
+
+def _distribution(values: list[float]) -> dict[str, float | int | None]:
+    import numpy as np
+
+    if not values:
+        return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
+    array = np.asarray(values, dtype=float)
+    p50, p90, p99 = np.percentile(array, [50, 90, 99])
+    return {"n": len(values), "mean": float(array.mean()), "p50": p50, "p90": p90, "p99": p99}
+
+
+def speed_distributions(answers: list[Answer]) -> dict[str, Any]:
+    """Mean and p50/p90/p99 of every speed and length metric, each over its own n.
+
+    Inter-token latency (time per output token) and output tokens per second are measured
+    after the first token: (latency - TTFT) over (completion tokens - 1).
+    """
+    itl, tps = [], []
+    for a in answers:
+        if a.ttft_s is not None and a.latency_s and (a.completion_tokens or 0) > 1:
+            decode_s = a.latency_s - a.ttft_s
+            if decode_s > 0:
+                itl.append(decode_s / (a.completion_tokens - 1))  # type: ignore[operator]
+                tps.append((a.completion_tokens - 1) / decode_s)  # type: ignore[operator]
+    return {
+        "latency_s": _distribution([a.latency_s for a in answers if a.latency_s is not None]),
+        "ttft_s": _distribution([a.ttft_s for a in answers if a.ttft_s is not None]),
+        "time_per_output_token_s": _distribution(itl),
+        "output_tokens_per_second": _distribution(tps),
+        "words_per_second": _distribution(
+            [a.words_per_second for a in answers if a.words_per_second is not None]
+        ),
+        "answer_words": _distribution([float(a.words) for a in answers if a.words is not None]),
+        "tokens_estimated": any(a.tokens_estimated for a in answers),
+    }
+
+
+def token_totals(answers: list[Answer]) -> dict[str, Any]:
+    return {
+        "prompt": sum(a.prompt_tokens or 0 for a in answers),
+        "completion": sum(a.completion_tokens or 0 for a in answers),
+        "prompt_reported": sum(a.prompt_tokens is not None for a in answers),
+        "completion_estimated": sum(a.tokens_estimated for a in answers),
+        "n_answers": len(answers),
+    }
+
+
+def cost_estimate(
+    answers: list[Answer], input_per_million: float, output_per_million: float
+) -> dict[str, Any]:
+    """USD from the config's prices; ``estimated`` when any token count was words × 1.3."""
+    from raq.metrics import cost_usd
+
+    total = sum(
+        cost_usd(a.prompt_tokens, a.completion_tokens, input_per_million, output_per_million)
+        for a in answers
+    )
+    return {
+        "total": total,
+        "per_answer": total / len(answers) if answers else None,
+        "estimated": any(a.tokens_estimated for a in answers),
+        "n_answers": len(answers),
+    }
 
 
 def _error_counts(records: list[Answer] | list[Judgment]) -> dict[str, int]:
