@@ -185,6 +185,53 @@ def runs(
     print_runs(directory)
 
 
+@app.command("gate")
+@_user_errors
+def gate_command(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    baseline: Annotated[str, typer.Option(help="The candidate in production.")],
+    candidate: Annotated[
+        list[str] | None, typer.Option(help="Candidate(s) to check (default: all others).")
+    ] = None,
+    require: Annotated[str, typer.Option(help="not-worse or better.")] = "not-worse",
+    alpha: Annotated[
+        float | None, typer.Option(help="Significance level (default: the run's).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+) -> None:
+    """Exit 0 if every candidate meets the requirement against the baseline, else 1."""
+    from raq.gate import gate, read_summary, verdicts_json
+
+    if require not in ("not-worse", "better"):
+        raise typer.BadParameter("--require takes not-worse or better")
+    verdicts = gate(read_summary(run_dir), baseline, candidate, require, alpha)  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(json.dumps(verdicts_json(verdicts), indent=2))
+    else:
+        for verdict in verdicts:
+            typer.echo(verdict.line())
+    if not all(v.passed for v in verdicts):
+        raise typer.Exit(1)
+
+
+@app.command("compare")
+@_user_errors
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(help="The earlier run directory.")],
+    run_b: Annotated[Path, typer.Argument(help="The later run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+) -> None:
+    """What changed between two runs (same candidates or not)."""
+    from raq.gate import compare, read_summary
+    from raq.report.terminal import print_comparison
+
+    diff = compare(read_summary(run_a), read_summary(run_b))
+    if as_json:
+        typer.echo(json.dumps(diff, indent=2))
+    else:
+        print_comparison(diff, str(run_a), str(run_b))
+
+
 @app.command()
 @_user_errors
 def demo(

@@ -155,3 +155,39 @@ def _print_matrix(result: RunResult, console: Console) -> None:
                 cells.append(f"{value:.3g}{mark}")
         table.add_row(str(row_name), *cells)
     console.print(table)
+
+
+def print_comparison(
+    diff: dict, label_a: str, label_b: str, console: Console | None = None
+) -> None:
+    """Run A → run B, per candidate: mean rank, speed, length, failures."""
+    console = console or Console()
+    table = Table(title=f"{label_a} → {label_b}", title_justify="left")
+    table.add_column("candidate")
+    metrics = [("mean_rank", 2), ("words_per_second", 1), ("answer_words", 1), ("ttft_s", 3)]
+    for metric, _ in metrics:
+        table.add_column(f"{metric} A → B (Δ)", justify="right")
+    table.add_column("failed A → B", justify="right")
+    for row in diff["candidates"]:
+        cells = []
+        for metric, digits in metrics:
+            cell = row[metric]
+            change = f" ({cell['change']:+.{digits}f})" if cell["change"] is not None else ""
+            cells.append(f"{_fmt(cell['a'], digits)} → {_fmt(cell['b'], digits)}{change}")
+        failed = row["failed_answers"]
+        cells.append(f"{_fmt(failed['a'])} → {_fmt(failed['b'])}")
+        table.add_row(row["candidate"], *cells)
+    console.print(table)
+    for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
+        if diff[key]:
+            console.print(f"{label}: {', '.join(diff[key])}")
+    for key, label in (
+        ("newly_significant", "newly significant"),
+        ("no_longer_significant", "no longer significant"),
+    ):
+        for a, b in diff[key]:
+            console.print(f"{label}: {a} vs {b}")
+    console.print(
+        f"[dim]A: {diff['a']['n_questions']} questions, test {diff['a']['test']}; "
+        f"B: {diff['b']['n_questions']} questions, test {diff['b']['test']}[/dim]"
+    )

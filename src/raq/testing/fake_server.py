@@ -1,0 +1,901 @@
+"""A small, real OpenAI-compatible HTTP server for raq's tests and benchmark.
+
+raq's client talks real HTTP to it, so retries, timeouts, streaming and error mapping are
+exercised end to end, with configurable latency and injected faults. The benchmark runs it
+beside the client to measure the client's CPU, so it stays cheap: no pydantic, and stream
+chunks are assembled from cached, pre-encoded pieces.
+
+Run standalone with ``python -m raq.testing.fake_server --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+__all__ = [
+    "DEFAULT_TEXT",
+    "FAULT_KINDS",
+    "Behaviour",
+    "FakeOpenAIServer",
+    "judge_by_overlap",
+    "judge_presented_order",
+    "judge_reply",
+    "main",
+    "parse_judge_prompt",
+    "reply_from_context",
+    "reply_text",
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_TEXT = "This is a reply from the fake server."
+FAULT_KINDS = frozenset(
+    {"429", "500", "502", "503", "reset", "hang", "cut-stream", "non-json", "empty"}
+    | {"not-permutation"}
+)
+_RETRY_AFTER = "429:retry-after="
+# Faults that answer before the request is validated, as a proxy or rate limiter would.
+_EARLY_FAULTS = frozenset({"429", "500", "502", "503", "reset", "hang", "non-json"})
+_TRUTH_PREFIX = "Based on the correct answer:"
+_MAX_BODY = 64 * 1024 * 1024
+
+Body = dict[str, Any]
+Reply = Callable[[Body], "str | dict[str, Any]"]
+FaultFn = Callable[[int, Body], "str | None"]
+
+
+def _default_reply(body: Body) -> str:
+    """Answer every request with the same short sentence."""
+    return DEFAULT_TEXT
+
+
+def check_fault(fault: str | None) -> None:
+    """Raise ValueError for a fault the server does not know, so typos fail loudly."""
+    if fault is None or fault in FAULT_KINDS:
+        return
+    if isinstance(fault, str) and fault.startswith(_RETRY_AFTER):
+        try:
+            seconds = float(fault[len(_RETRY_AFTER) :])
+        except ValueError:
+            seconds = -1.0
+        if seconds >= 0:
+            return
+    kinds = ", ".join(sorted(FAULT_KINDS))
+    raise ValueError(f"unknown fault {fault!r}; expected None, {kinds} or '429:retry-after=S'")
+
+
+@dataclass
+class Behaviour:
+    """How the fake server answers one model: reply, timing, accepted modes and faults.
+
+    Timing: a non-streamed reply takes ``latency_s``. A stream sends its first content chunk
+    after ``ttft_s`` (default ``latency_s``); later chunks come at ``tokens_per_s`` if set,
+    otherwise spread evenly so that the stream ends at ``latency_s`` (all at once when
+    ``ttft_s`` is unset). Faults apply per model in request order (see ``FAULT_KINDS``).
+    """
+
+    reply: Reply = _default_reply
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    accept_json_schema: bool = True
+    accept_json_object: bool = True
+    accept_tools: bool = True
+    send_usage: bool = True
+    faults: Sequence[str | None] | FaultFn = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.faults, str):
+            raise TypeError("faults must be a sequence of fault kinds or a callable, not a str")
+        if not callable(self.faults):
+            self.faults = tuple(self.faults)
+            for fault in self.faults:
+                check_fault(fault)
+
+    def fault_for(self, index: int, body: Body) -> str | None:
+        """The fault for this model's request number ``index`` (0-based), or None."""
+        if callable(self.faults):
+            fault = self.faults(index, body)
+            check_fault(fault)
+            return fault
+        return self.faults[index] if index < len(self.faults) else None
+
+
+class _Headers(dict[str, str]):
+    """Request headers keyed in lower case, looked up case-insensitively as HTTP does."""
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+# ---------------------------------------------------------------------------------------------
+# Request inspection and response pieces
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    """A message's text, whether content is a string or a list of content parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def _messages(body: Body) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return []
+    return [m for m in messages if isinstance(m, dict)]
+
+
+def _prompt_tokens(body: Body) -> int:
+    return sum(len(_message_text(m).split()) for m in _messages(body))
+
+
+def _last_user_text(body: Body) -> str:
+    for message in reversed(_messages(body)):
+        if message.get("role") == "user":
+            return _message_text(message)
+    return ""
+
+
+def _response_format_type(body: Body) -> str | None:
+    rf = body.get("response_format")
+    if rf is None:
+        return None
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    return kind if isinstance(kind, str) else "<missing>"
+
+
+def _unsupported(body: Body, behaviour: Behaviour) -> tuple[str, str] | None:
+    """(message, param) naming the first mode the behaviour refuses, or None."""
+    kind = _response_format_type(body)
+    if kind is not None:
+        refused = (kind == "json_schema" and not behaviour.accept_json_schema) or (
+            kind == "json_object" and not behaviour.accept_json_object
+        )
+        if refused or kind not in ("text", "json_schema", "json_object"):
+            return f"response_format type {kind} is not supported", "response_format"
+    if not behaviour.accept_tools:
+        if body.get("tools"):
+            return "tools is not supported", "tools"
+        if body.get("tool_choice") is not None:
+            return "tool_choice is not supported", "tool_choice"
+    return None
+
+
+def _tool_name(body: Body) -> str | None:
+    """The function a structured reply should call, or None when there is no tool to call."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if not isinstance(tools, list) or not tools or choice == "none":
+        return None
+    if isinstance(choice, dict):
+        forced = choice.get("function")
+        if isinstance(forced, dict) and isinstance(forced.get("name"), str):
+            return forced["name"]
+    first = tools[0]
+    function = first.get("function") if isinstance(first, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else "tool"
+
+
+_PIECE = re.compile(r"\s*\S+\s*")
+
+
+@functools.lru_cache(maxsize=512)
+def _encoded_pieces(text: str) -> tuple[bytes, ...]:
+    """JSON-encoded stream pieces (a word and its following space); cached for fixed replies."""
+    pieces = _PIECE.findall(text) or ([text] if text else [])
+    return tuple(json.dumps(p).encode() for p in pieces)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _error_response(
+    status: int,
+    message: str,
+    type_: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """An OpenAI-style error body, the shape clients parse for messages and codes."""
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return web.Response(
+        status=status, body=_dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def _reset_connection(request: web.BaseRequest) -> None:
+    """Abort with RST (SO_LINGER 0) so the client sees a reset, not a polite close."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _close_connection(request: web.BaseRequest) -> None:
+    """Close after flushing what was written, so the client gets a truncated response."""
+    if request.transport is not None:
+        request.transport.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+class FakeOpenAIServer:
+    """An aiohttp OpenAI-compatible server on loopback, in a daemon thread with its own loop.
+
+    ``behaviours`` maps model names to how they answer; ``default`` answers any other model
+    (with neither given, every model gets ``Behaviour()``; with only ``behaviours``, other
+    models get 404 ``model_not_found``). ``log_requests=False`` keeps no bodies or headers,
+    for long benchmark runs; ``count`` still works.
+    """
+
+    def __init__(
+        self,
+        behaviours: dict[str, Behaviour] | None = None,
+        default: Behaviour | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        log_requests: bool = True,
+    ) -> None:
+        if behaviours is None and default is None:
+            default = Behaviour()
+        self._behaviours: dict[str, Behaviour] = dict(behaviours or {})
+        self._default = default
+        self.host = host
+        self.port = port
+        self.requests: list[Body] = []
+        self.headers: list[dict[str, str]] = []
+        self._log_requests = log_requests
+        self._lock = threading.Lock()
+        self._counts: Counter[str | None] = Counter()
+        self._fault_index: Counter[str | None] = Counter()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._state_lock = threading.Lock()
+        self._stopped = False
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT/v1``; known once the server listens."""
+        if self._base_url is None:
+            raise RuntimeError("FakeOpenAIServer is not started")
+        return self._base_url
+
+    def start(self) -> FakeOpenAIServer:
+        """Serve from a daemon thread; returns once the socket listens."""
+        with self._state_lock:
+            if self._thread is not None or self._stopped:
+                raise RuntimeError("a FakeOpenAIServer can be started only once")
+            ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._thread = threading.Thread(
+                target=self._run_thread, args=(ready,), name="raq-fake-openai", daemon=True
+            )
+            self._thread.start()
+        ready.result(timeout=30)
+        return self
+
+    def stop(self) -> None:
+        """Cancel in-flight handlers (hangs included), close the socket, join the thread."""
+        with self._state_lock:
+            if self._stopped or self._thread is None:
+                return
+            self._stopped = True
+            thread, loop = self._thread, self._loop
+        if thread is None or loop is None or loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._ashutdown(), loop).result(timeout=10)
+        finally:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def count(self, model: str | None = None) -> int:
+        """Chat-completion requests received, for one model or (None) in all."""
+        with self._lock:
+            return self._counts[model] if model is not None else sum(self._counts.values())
+
+    def reset_log(self) -> None:
+        """Forget received requests; fault sequences start again from their first entry."""
+        with self._lock:
+            self.requests.clear()
+            self.headers.clear()
+            self._counts.clear()
+            self._fault_index.clear()
+
+    def set_behaviour(self, model: str, behaviour: Behaviour) -> None:
+        """Replace a model's behaviour; its fault sequence starts from the first entry."""
+        with self._lock:
+            self._behaviours[model] = behaviour
+            self._fault_index[model] = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _run_thread(self, ready: concurrent.futures.Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._astart())
+        except BaseException as exc:
+            ready.set_exception(exc)
+            loop.close()
+            return
+        ready.set_result(None)
+        try:
+            loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _astart(self) -> None:
+        """Bind and listen on the running loop (thread mode and the standalone process)."""
+        app = web.Application(client_max_size=_MAX_BODY)
+        for prefix in ("/v1", ""):
+            app.router.add_get(f"{prefix}/models", self._handle_models)
+            app.router.add_post(f"{prefix}/chat/completions", self._handle_chat)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        port = runner.addresses[0][1]
+        self.port = port
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._base_url = f"http://{host}:{port}/v1"
+
+    async def _ashutdown(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- handlers -------------------------------------------------------------------------
+
+    async def _handle_models(self, request: web.Request) -> web.Response:
+        with self._lock:
+            names = list(self._behaviours)
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "raq-fake"} for n in names]
+        return web.Response(
+            body=_dumps({"object": "list", "data": data}), content_type="application/json"
+        )
+
+    async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
+        # Tracked so that stop() can cancel hanging or slow handlers instead of waiting.
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            return await self._chat(request)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _error_response(400, "request body is not valid JSON", "invalid_request_error")
+        if not isinstance(body, dict):
+            return _error_response(
+                400, "request body must be a JSON object", "invalid_request_error"
+            )
+        model = body.get("model")
+        if not isinstance(model, str | None):
+            return _error_response(
+                400, "model must be a string", "invalid_request_error", param="model"
+            )
+        with self._lock:
+            if self._log_requests:
+                self.requests.append(body)
+                self.headers.append(_Headers((k.lower(), v) for k, v in request.headers.items()))
+            self._counts[model] += 1
+            behaviour = self._behaviours.get(model) if model is not None else None
+            if behaviour is None:
+                behaviour = self._default
+            index = self._fault_index[model]
+            if behaviour is not None:
+                self._fault_index[model] = index + 1
+        if behaviour is None:
+            return _error_response(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                code="model_not_found",
+                param="model",
+            )
+        try:
+            fault = behaviour.fault_for(index, body)
+        except Exception as exc:
+            _log.exception("fake server: faults callable failed")
+            return _error_response(500, f"fake server: faults failed: {exc!r}", "server_error")
+        if fault in _EARLY_FAULTS or (fault is not None and fault.startswith("429")):
+            return await self._early_fault(request, fault)
+        problem = _unsupported(body, behaviour)
+        if problem is not None:
+            message, param = problem
+            return _error_response(400, message, "invalid_request_error", param=param)
+
+        tool_name = _tool_name(body)
+        payload: str | Any
+        if fault == "empty":
+            payload = ""
+        elif fault == "not-permutation":
+            wants_json = _response_format_type(body) in ("json_schema", "json_object")
+            payload = {"ranking": [1, 1]} if tool_name or wants_json else "1, 1"
+        else:
+            try:
+                payload = behaviour.reply(body)
+            except Exception as exc:
+                _log.exception("fake server: reply function failed")
+                return _error_response(
+                    500, f"fake server: reply function failed: {exc!r}", "server_error"
+                )
+        text: str | None
+        arguments: str | None = None
+        if isinstance(payload, str):
+            text = payload
+        elif tool_name is not None:
+            text, arguments = None, json.dumps(payload)
+        else:
+            text = json.dumps(payload)
+        cut = fault == "cut-stream"
+        reply = _Reply(self, body, behaviour, model, text, tool_name, arguments)
+        if body.get("stream") is True:
+            return await reply.stream(request, cut)
+        return await reply.complete(request, cut)
+
+    async def _early_fault(self, request: web.Request, fault: str) -> web.StreamResponse:
+        if fault == "hang":
+            # Never resolves; stop() cancels it.
+            await asyncio.get_running_loop().create_future()
+        if fault == "reset":
+            _reset_connection(request)
+            return web.Response()  # its write fails quietly on the aborted transport
+        if fault == "non-json":
+            return web.Response(body=b"<html>oops</html>", content_type="text/html")
+        if fault.startswith("429"):
+            headers = None
+            if fault.startswith(_RETRY_AFTER):
+                headers = {"Retry-After": fault[len(_RETRY_AFTER) :]}
+            return _error_response(
+                429,
+                "Rate limit reached (fake server fault).",
+                "requests",
+                code="rate_limit_exceeded",
+                headers=headers,
+            )
+        return _error_response(
+            int(fault),
+            f"The server had an error while processing your request (fake fault {fault}).",
+            "server_error",
+        )
+
+
+class _Reply:
+    """One completion to send, non-streamed or as server-sent events."""
+
+    def __init__(
+        self,
+        server: FakeOpenAIServer,
+        body: Body,
+        behaviour: Behaviour,
+        model: str | None,
+        text: str | None,
+        tool_name: str | None,
+        arguments: str | None,
+    ) -> None:
+        n = next(server._ids)
+        self.id = f"chatcmpl-fake{n}"
+        self.call_id = f"call_fake{n}"
+        self.created = int(time.time())
+        self.body = body
+        self.behaviour = behaviour
+        self.model = model if model is not None else "fake"
+        self.text = text
+        self.tool_name = tool_name
+        self.arguments = arguments
+
+    def usage(self) -> dict[str, int]:
+        completion = self.text if self.arguments is None else self.arguments
+        completion_tokens = len((completion or "").split())
+        prompt_tokens = _prompt_tokens(self.body)
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+
+    async def complete(self, request: web.Request, cut: bool) -> web.StreamResponse:
+        if self.behaviour.latency_s > 0:
+            await asyncio.sleep(self.behaviour.latency_s)
+        message: dict[str, Any] = {"role": "assistant", "content": self.text, "tool_calls": None}
+        if self.arguments is not None:
+            function = {"name": self.tool_name, "arguments": self.arguments}
+            message["tool_calls"] = [{"id": self.call_id, "type": "function", "function": function}]
+        out: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "stop" if self.arguments is None else "tool_calls",
+                }
+            ],
+        }
+        if self.behaviour.send_usage:
+            out["usage"] = self.usage()
+        data = _dumps(out)
+        if not cut:
+            return web.Response(body=data, content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = len(data)
+        try:
+            await resp.prepare(request)
+            await resp.write(data[: len(data) // 2])
+        except ConnectionError:
+            return resp
+        _close_connection(request)
+        return resp
+
+    def _events(self) -> tuple[bytes, list[bytes], bytes]:
+        """(role chunk, content chunks, finish chunk) as SSE bytes."""
+        head = b"".join(
+            [
+                b'data: {"id":',
+                _dumps(self.id),
+                b',"object":"chat.completion.chunk","created":',
+                str(self.created).encode(),
+                b',"model":',
+                _dumps(self.model),
+                b',"choices":',
+            ]
+        )
+        if self.arguments is None:
+            role = head + b'[{"index":0,"delta":{"role":"assistant","content":""},'
+            role += b'"logprobs":null,"finish_reason":null}]}\n\n'
+            start = head + b'[{"index":0,"delta":{"content":'
+            end = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+            chunks = [start + piece + end for piece in _encoded_pieces(self.text or "")]
+            finish = head + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\n'
+            return role, chunks, finish
+        call = {
+            "index": 0,
+            "id": self.call_id,
+            "type": "function",
+            "function": {"name": self.tool_name, "arguments": ""},
+        }
+        delta = {"role": "assistant", "content": None, "tool_calls": [call]}
+        role = head + _dumps([_choice(delta)]) + b"}\n\n"
+        args = self.arguments or ""
+        half = len(args) // 2
+        parts = [args[:half], args[half:]] if half else [args]
+        chunks = [
+            head
+            + _dumps([_choice({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})])
+            + b"}\n\n"
+            for part in parts
+        ]
+        finish = head + _dumps([_choice({}, "tool_calls")]) + b"}\n\n"
+        return role, chunks, finish
+
+    async def stream(self, request: web.Request, cut: bool) -> web.StreamResponse:
+        b = self.behaviour
+        ttft = b.ttft_s if b.ttft_s is not None else b.latency_s
+        role, chunks, finish = self._events()
+        n = len(chunks)
+        interval = tail = 0.0
+        if b.tokens_per_s is not None and b.tokens_per_s > 0:
+            interval = 1.0 / b.tokens_per_s
+        elif b.latency_s > ttft:
+            if n > 1:
+                interval = (b.latency_s - ttft) / (n - 1)
+            else:
+                tail = b.latency_s - ttft
+        if cut:
+            chunks = chunks[: min(3, max(1, n // 2))] if n else []
+            trailer = b""
+        else:
+            options = self.body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            trailer = finish
+            if include_usage and b.send_usage:
+                trailer += self._usage_event()
+            trailer += b"data: [DONE]\n\n"
+
+        if ttft > 0:
+            await asyncio.sleep(ttft)
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        try:
+            await resp.prepare(request)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            pending = [role]
+            for i, chunk in enumerate(chunks):
+                delay = start + i * interval - loop.time()
+                if delay > 0:
+                    await resp.write(b"".join(pending))
+                    pending.clear()
+                    await asyncio.sleep(delay)
+                pending.append(chunk)
+            if tail > 0:
+                await resp.write(b"".join(pending))
+                pending.clear()
+                await asyncio.sleep(tail)
+            pending.append(trailer)
+            await resp.write(b"".join(pending))
+            if cut:
+                _close_connection(request)
+                return resp
+            await resp.write_eof()
+        except ConnectionError:
+            pass  # the client went away; nothing to finish
+        return resp
+
+    def _usage_event(self) -> bytes:
+        out = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": self.usage(),
+        }
+        return b"data: " + _dumps(out) + b"\n\n"
+
+
+def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reply helpers
+
+
+def reply_text(text: str) -> Reply:
+    """A reply function that always answers ``text``."""
+
+    def reply(body: Body) -> str:
+        return text
+
+    return reply
+
+
+_CONTEXT = re.compile(r"context:", re.IGNORECASE)
+_SENTENCE = re.compile(r"^(.*?[.!?])(?=\s|$)")
+
+
+def reply_from_context(n_words: int | None = None) -> Reply:
+    """Answer with the first sentence after ``context:`` in the last user message.
+
+    A fake answerer that is right when the prompt carries the answer, so tests can tell
+    good and bad answers apart; ``n_words`` truncates it to make a worse answerer.
+    """
+
+    def reply(body: Body) -> str:
+        text = _last_user_text(body)
+        match = _CONTEXT.search(text)
+        if match is None:
+            return "I do not know."
+        rest = text[match.end() :].lstrip()
+        line = rest.split("\n", 1)[0].strip()
+        if not line:
+            return "I do not know."
+        sentence = _SENTENCE.match(line)
+        answer = sentence.group(1) if sentence else line
+        if n_words is not None:
+            answer = " ".join(answer.split()[:n_words])
+        return answer
+
+    return reply
+
+
+def parse_judge_prompt(body: Body) -> tuple[str, list[dict[str, Any]]]:
+    """(truth, answers) from raq's judge prompt in the last user message.
+
+    The answers are decoded as JSON from the first ``<answers>`` line, never cut at a
+    closing tag, because an answer may itself contain ``</answers>`` or ``ID: 2 Answer:``.
+    The truth is the rest of the ``Based on the correct answer:`` line outside the block
+    (best effort: "" when absent). Raises ValueError when there is no answers block.
+    """
+    text = _last_user_text(body)
+    tag = re.search(r"^[ \t]*<answers>[ \t]*$", text, re.MULTILINE)
+    if tag is not None:
+        tag_start, tag_end = tag.start(), tag.end()
+    else:
+        tag_start = text.find("<answers>")
+        if tag_start < 0:
+            raise ValueError("judge prompt has no <answers> block")
+        tag_end = tag_start + len("<answers>")
+    bracket = text.find("[", tag_end)
+    if bracket < 0:
+        raise ValueError("judge prompt has no JSON array after <answers>")
+    answers, end = json.JSONDecoder().raw_decode(text, bracket)
+    if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+        raise ValueError("the <answers> block is not a JSON array of objects")
+    truth = ""
+    for line in (text[:tag_start] + "\n" + text[end:]).splitlines():
+        stripped = line.strip()
+        if stripped.startswith(_TRUTH_PREFIX):
+            truth = stripped[len(_TRUTH_PREFIX) :].strip()
+            break
+    return truth, answers
+
+
+def judge_reply(rank: Callable[[list[dict[str, Any]], Body], list[int]]) -> Reply:
+    """A judge reply function: parses the judge prompt, answers ``{"ranking": rank(...)}``."""
+
+    def reply(body: Body) -> dict[str, Any]:
+        _, answers = parse_judge_prompt(body)
+        return {"ranking": list(rank(answers, body))}
+
+    return reply
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def judge_by_overlap() -> Reply:
+    """A plausible fake judge: most words shared with the truth first, ties by id."""
+
+    def rank(answers: list[dict[str, Any]], body: Body) -> list[int]:
+        truth, _ = parse_judge_prompt(body)
+        truth_words = _words(truth)
+
+        def key(answer: dict[str, Any]) -> tuple[int, Any]:
+            return -len(_words(str(answer.get("answer", ""))) & truth_words), answer.get("id")
+
+        return [a.get("id") for a in sorted(answers, key=key)]  # type: ignore[misc]
+
+    return judge_reply(rank)
+
+
+def judge_presented_order() -> Reply:
+    """A maximally position-biased fake judge: the ids in the order they were presented."""
+
+    def rank(answers: list[dict[str, Any]], body: Body) -> list[int]:
+        return [a.get("id") for a in answers]  # type: ignore[misc]
+
+    return judge_reply(rank)
+
+
+# ---------------------------------------------------------------------------------------------
+# Standalone process for the benchmark
+
+_LOREM = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor"
+_VOCABULARY = (_LOREM + " incididunt ut labore et dolore magna aliqua").split()
+
+
+def fixed_text(n_words: int) -> str:
+    """A deterministic reply of ``n_words`` words, ending with a full stop."""
+    words = [_VOCABULARY[i % len(_VOCABULARY)] for i in range(max(1, n_words))]
+    return " ".join(words) + "."
+
+
+async def _serve(server: FakeOpenAIServer) -> None:
+    await server._astart()
+    print(f"ready {server.base_url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server._ashutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve every model with a fixed reply until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(
+        prog="python -m raq.testing.fake_server",
+        description="Serve a fake OpenAI-compatible endpoint with a fixed reply.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8123, help="0 picks a free port")
+    parser.add_argument("--latency-s", type=float, default=0.0)
+    parser.add_argument("--ttft-s", type=float, default=None)
+    parser.add_argument("--tokens-per-s", type=float, default=0.0, help="0: no pacing")
+    parser.add_argument("--words", type=int, default=37, help="words in the fixed reply")
+    parser.add_argument("--model", default="fake", help="the name /v1/models lists")
+    args = parser.parse_args(argv)
+
+    behaviour = Behaviour(
+        reply=reply_text(fixed_text(args.words)),
+        latency_s=args.latency_s,
+        ttft_s=args.ttft_s,
+        tokens_per_s=args.tokens_per_s or None,
+    )
+    server = FakeOpenAIServer(
+        {args.model: behaviour},
+        default=behaviour,
+        host=args.host,
+        port=args.port,
+        log_requests=False,
+    )
+    loop_factory = None
+    with contextlib.suppress(ImportError):
+        import uvloop  # optional: less server CPU in the benchmark
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(server))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
