@@ -238,6 +238,8 @@ class ChatClient:
             completion = await self._with_retries(endpoint, state, body, stream)
         except RequestError as exc:
             state.counters.failures += 1
+            if not _says_endpoint_is_down(exc):
+                raise  # a refused request shape (400, 422) says nothing about the endpoint
             state.consecutive_failures += 1
             if (
                 state.consecutive_failures >= self.max_consecutive_failures
@@ -350,6 +352,10 @@ class ChatClient:
         if completion.completion_tokens:
             state.rate.debit_tokens(completion.completion_tokens)
         return completion
+
+
+def _says_endpoint_is_down(exc: RequestError) -> bool:
+    return exc.retryable or exc.status in (401, 403, 404) or exc.status is None
 
 
 def _estimated_request_tokens(body: dict[str, Any]) -> int:

@@ -183,6 +183,8 @@ class RunConfig(_Strict):
     concurrency: int = Field(default=32, ge=1)
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    retry_base_s: float = Field(default=0.5, ge=0, description="first backoff, doubling")
+    retry_max_s: float = Field(default=30.0, ge=0, description="longest backoff or Retry-After")
     max_failure_rate: float | None = Field(default=None, ge=0, le=1)
     max_consecutive_failures: int = Field(default=20, ge=1)
     env_file: str | None = "env/var.env"

@@ -8,6 +8,7 @@ anything else is re-asked a bounded number of times, then recorded as a failed j
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -19,7 +20,7 @@ from raq.answers import fill
 from raq.client import ChatClient, Endpoint, RequestError
 from raq.config import JudgeConfig, PromptsConfig
 from raq.metrics import average_ranks, best_f1
-from raq.records import Answer, Judgment, QAItem
+from raq.records import Answer, Completion, Judgment, QAItem
 
 MODES = ("json_schema", "json_object", "tools", "text")
 # Statuses with which servers refuse a request shape they do not support.
@@ -163,6 +164,9 @@ class JudgeSession:
     endpoint: Endpoint | None
     mode: str | None = None
     refused: set[str] = field(default_factory=set)
+    # Only one request probes the modes; concurrent judgments wait for its answer instead of
+    # each sending the same refused request.
+    probing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def modes_to_try(self) -> list[str]:
         if self.config.structured_output != "auto":
@@ -283,8 +287,22 @@ async def _ask_any_mode(
     k: int,
     repeat: int,
     ask: int,
-):
+) -> tuple[Completion | None, str | None, str]:
     """Try the modes this endpoint may accept, remembering the first that works."""
+    if session.config.structured_output == "auto" and session.mode is None:
+        async with session.probing:
+            return await _try_modes(client, session, base, messages, k, repeat)
+    return await _try_modes(client, session, base, messages, k, repeat)
+
+
+async def _try_modes(
+    client: ChatClient,
+    session: JudgeSession,
+    base: dict[str, Any],
+    messages: list[dict[str, Any]],
+    k: int,
+    repeat: int,
+) -> tuple[Completion | None, str | None, str]:
     assert session.endpoint is not None
     error = "no structured-output mode left to try"
     for mode in session.modes_to_try():

@@ -110,7 +110,6 @@ async def evaluate_async(
     use_cache: bool | None = None,
     cache_path: str | Path | None = None,
     progress: Progress | bool = True,
-    retry_base_s: float = 0.5,
 ) -> RunResult:
     """Evaluate the candidates of a config and write the run directory; see ``evaluate``."""
     run_config = _load(config, limit=limit, repeats=repeats)
@@ -144,7 +143,8 @@ async def evaluate_async(
             max_retries=run_config.max_retries,
             concurrency=run_config.concurrency,
             max_consecutive_failures=run_config.max_consecutive_failures,
-            retry_base_s=retry_base_s,
+            retry_base_s=run_config.retry_base_s,
+            retry_max_s=run_config.retry_max_s,
             cache=cache,
             refresh=refresh,
         )

@@ -772,6 +772,11 @@ def parse_judge_prompt(body: Body) -> tuple[str, list[dict[str, Any]]]:
     (best effort: "" when absent). Raises ValueError when there is no answers block.
     """
     text = _last_user_text(body)
+    if "<answers>" not in text:  # a re-ask: the judge prompt is an earlier user message
+        for message in reversed(_messages(body)):
+            if message.get("role") == "user" and "<answers>" in _message_text(message):
+                text = _message_text(message)
+                break
     tag = re.search(r"^[ \t]*<answers>[ \t]*$", text, re.MULTILINE)
     if tag is not None:
         tag_start, tag_end = tag.start(), tag.end()

@@ -1,0 +1,108 @@
+"""Shared fixtures: a loopback fake OpenAI server and small configs that point at it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from raq.testing import Behaviour, FakeOpenAIServer
+from raq.testing.fake_server import judge_by_overlap
+
+N_QUESTIONS = 24
+_NUMBER = re.compile(r"secret word number (\d+)")
+
+
+def secret(n: int) -> str:
+    return f"word{n:02d}"
+
+
+def oracle(body: dict[str, Any]) -> str:
+    """Always right: reads the question number from the prompt."""
+    n = int(_NUMBER.search(body["messages"][-1]["content"]).group(1))  # type: ignore[union-attr]
+    return f"The secret word is {secret(n)}."
+
+
+def clueless(body: dict[str, Any]) -> str:
+    return "I do not know."
+
+
+def half_right(body: dict[str, Any]) -> str:
+    n = int(_NUMBER.search(body["messages"][-1]["content"]).group(1))  # type: ignore[union-attr]
+    return f"The secret word is {secret(n)}." if n % 2 == 0 else "Maybe it is nothing."
+
+
+@pytest.fixture
+def qa_file(tmp_path: Path) -> Path:
+    """A SQuAD-shaped dataset whose answers the fake candidates can get right or wrong."""
+    path = tmp_path / "qa.jsonl"
+    with path.open("w") as out:
+        for n in range(1, N_QUESTIONS + 1):
+            context = f"The secret word number {n} is {secret(n)}. Nothing else matters."
+            out.write(
+                json.dumps(
+                    {
+                        "id": f"q{n:02d}",
+                        "question": f"What is the secret word number {n}?",
+                        "context": context,
+                        "answers": {
+                            "text": [secret(n)],
+                            "answer_start": [context.index(secret(n))],
+                        },
+                    }
+                )
+                + "\n"
+            )
+    return path
+
+
+def default_behaviours() -> dict[str, Behaviour]:
+    return {
+        "oracle": Behaviour(reply=oracle),
+        "clueless": Behaviour(reply=clueless),
+        "half": Behaviour(reply=half_right),
+        "judge": Behaviour(reply=judge_by_overlap()),
+    }
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(default_behaviours()) as running:
+        yield running
+
+
+ConfigWriter = Callable[..., Path]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, qa_file: Path, server: FakeOpenAIServer) -> ConfigWriter:
+    """Write a run config against the fake server; keyword arguments override top-level keys."""
+
+    def write(
+        candidates: list[str] | None = None, judges: list[dict] | None = None, **top: Any
+    ) -> Path:
+        names = candidates or ["oracle", "clueless", "half"]
+        config: dict[str, Any] = {
+            "name": "test",
+            "seed": 3,
+            "dataset": {"path": str(qa_file)},
+            "candidates": [
+                {"name": n, "base_url": server.base_url, "model": n, "params": {"temperature": 0.1}}
+                for n in names
+            ],
+            "judges": judges or [{"name": "judge", "base_url": server.base_url, "model": "judge"}],
+            "repeats": 3,
+            "cache": {"enabled": False},
+            "env_file": None,
+        }
+        config.update(top)
+        path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.yaml')))}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    return write
