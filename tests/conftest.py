@@ -15,6 +15,15 @@ from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import judge_by_overlap
 
 N_QUESTIONS = 24
+
+
+def raq_cli_env() -> dict[str, str]:
+    """The environment for a ``python -m raq`` subprocess: wide, plain output."""
+    import os
+
+    return {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+
+
 _NUMBER = re.compile(r"secret word number (\d+)")
 
 
