@@ -290,6 +290,8 @@ class ChatClient:
         await state.limiter.acquire()
         throttled = False
         try:
+            if state.disabled_reason:  # disabled while this request waited for a slot
+                raise EndpointDisabled(state.disabled_reason)
             async with self._global:
                 state.counters.requests += 1
                 return await self._post(endpoint, state, body, stream)

@@ -52,7 +52,7 @@ def load_items(config: DatasetConfig, seed: int = 0) -> list[QAItem]:
 def _load_rows(config: DatasetConfig, seed: int) -> list[tuple[int, dict[str, Any]]]:
     import datasets
 
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     datasets.disable_progress_bars()
     path = config.path
     try:
@@ -64,6 +64,8 @@ def _load_rows(config: DatasetConfig, seed: int) -> list[tuple[int, dict[str, An
             if not Path(path).is_file():
                 raise DatasetError(f"dataset file not found: {path}")
             builder = LOCAL_BUILDERS[Path(path).suffix.lower()]
+            if Path(path).suffix.lower() == ".jsonl":
+                _check_json_lines(Path(path))
             data = datasets.load_dataset(builder, data_files=path, split=config.split)
         else:
             data = datasets.load_dataset(
@@ -83,6 +85,20 @@ def _load_rows(config: DatasetConfig, seed: int) -> list[tuple[int, dict[str, An
     if config.limit:
         indices = indices[: max(config.limit * 2, config.limit + 100)]
     return [(i, data[i]) for i in indices]
+
+
+def _check_json_lines(path: Path) -> None:
+    """Name the first broken line of a JSONL file (datasets only says that loading failed)."""
+    import json
+
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except ValueError as exc:
+                raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
 
 
 def _to_item(row: dict[str, Any], row_index: int, fields: FieldMap, path: str) -> QAItem | None:
