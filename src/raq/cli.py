@@ -84,6 +84,10 @@ def run(
     cache: Annotated[bool, typer.Option(help="Use the shared response cache.")] = True,
     preflight: Annotated[bool, typer.Option(help="Check every endpoint answers first.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="I/N: evaluate slice I (0-based) of N into its own run; see raq merge."),
+    ] = None,
 ) -> None:
     """Ask every candidate, have the judges rank the answers, and test the differences."""
     from raq.run import evaluate
@@ -104,6 +108,7 @@ def run(
             preflight=preflight,
             use_cache=None if cache else False,
             progress=not quiet,
+            shard=_parse_shard(shard),
         )
     except KeyboardInterrupt:
         where = output or "the run directory printed above"
@@ -117,6 +122,18 @@ def run(
     print_result(result)
     if result.problems:
         raise typer.Exit(1)
+
+
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        number, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise typer.BadParameter(f"--shard takes I/N, e.g. 0/4, not {value!r}") from None
+    if not 0 <= number < count:
+        raise typer.BadParameter(f"--shard {value}: I must be 0 to N-1")
+    return number, count
 
 
 def _stored_config(run_dir: Path) -> Any:
@@ -185,6 +202,22 @@ def runs(
     print_runs(directory)
 
 
+@app.command()
+@_user_errors
+def merge(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Shard run directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The merged run directory.")],
+) -> None:
+    """Combine the shards of one config (raq run --shard I/N) into one run."""
+    from raq.merge import merge_runs
+    from raq.report.terminal import print_result
+
+    result = merge_runs(run_dirs, output)
+    print_result(result)
+    if result.problems:
+        raise typer.Exit(1)
+
+
 @app.command("gate")
 @_user_errors
 def gate_command(
@@ -246,6 +279,7 @@ def demo(
         config=demo_config_path(),
         output=output,
         resume=None,
+        shard=None,
         limit=limit,
         repeats=None,
         refresh=False,

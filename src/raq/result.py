@@ -420,6 +420,14 @@ def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
 def check_limits(config: RunConfig, summary: dict[str, Any]) -> list[str]:
     """Configured limits the run broke, each a sentence (the CLI exits 1 on any)."""
     problems: list[str] = []
+    if config.gate is not None:
+        from raq.gate import gate
+
+        verdicts = gate(
+            summary, config.gate.baseline, config.gate.candidates, config.gate.require,
+            config.gate.alpha,
+        )  # fmt: skip
+        problems += [f"gate: {v.line()}" for v in verdicts if not v.passed]
     if config.max_failure_rate is not None:
         for name, entry in summary["candidates"].items():
             if (

@@ -110,6 +110,7 @@ async def evaluate_async(
     use_cache: bool | None = None,
     cache_path: str | Path | None = None,
     progress: Progress | bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> RunResult:
     """Evaluate the candidates of a config and write the run directory; see ``evaluate``."""
     run_config = _load(config, limit=limit, repeats=repeats)
@@ -126,7 +127,7 @@ async def evaluate_async(
     reporter = _progress(progress)
     local_server = None
     try:
-        items = _questions(run_config, store)
+        items = _questions(run_config, store, shard)
         _record_start(store, run_config, run_dir)
         for name, session in judges.items():
             session.mode = store.get_meta("judge_modes", {}).get(name)
@@ -229,24 +230,33 @@ def _progress(progress: Progress | bool) -> Progress:
     return progress
 
 
-def _dataset_key(config: RunConfig) -> str:
-    material = json.dumps([config.dataset.model_dump(mode="json"), config.seed], sort_keys=True)
+def _dataset_key(config: RunConfig, shard: tuple[int, int] | None) -> str:
+    material = json.dumps(
+        [config.dataset.model_dump(mode="json"), config.seed, shard], sort_keys=True
+    )
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _questions(config: RunConfig, store: RunStore) -> list[QAItem]:
-    """The run's questions: from the store when the dataset settings are unchanged (resume)."""
-    key = _dataset_key(config)
+def _questions(
+    config: RunConfig, store: RunStore, shard: tuple[int, int] | None
+) -> list[tuple[int, QAItem]]:
+    """The run's questions, each with its index in the whole list (which fixes its presented
+    orders, so shards merge into exactly the single-machine run); from the store on resume."""
+    key = _dataset_key(config, shard)
     if store.get_meta("dataset_key") == key:
-        stored = store.questions()
+        stored = store.indexed_questions()
         if stored:
             return stored
     from raq.dataset import load_items
 
-    items = load_items(config.dataset, seed=config.seed)
-    store.save_questions(items)
+    indexed = list(enumerate(load_items(config.dataset, seed=config.seed)))
+    if shard is not None:
+        number, count = shard
+        indexed = [(i, item) for i, item in indexed if i % count == number]
+    store.save_questions(indexed)
     store.set_meta("dataset_key", key)
-    return items
+    store.set_meta("shard", list(shard) if shard else None)
+    return indexed
 
 
 def _record_start(store: RunStore, config: RunConfig, run_dir: Path) -> None:
@@ -327,7 +337,7 @@ class _Pipeline:
         return session.endpoint or endpoint
 
     def endpoints_with_work(
-        self, items: list[QAItem], cache: ResponseCache | None, refresh: bool
+        self, items: list[tuple[int, QAItem]], cache: ResponseCache | None, refresh: bool
     ) -> list[tuple[str, Endpoint]]:
         """Endpoints that may be called: preflight skips those whose work is all stored."""
         from raq.client import cache_key
@@ -335,7 +345,7 @@ class _Pipeline:
         out: list[tuple[str, Endpoint]] = []
         for name, endpoint in self.candidates.items():
             config = self.candidate_configs[name]
-            for item in items:
+            for _, item in items:
                 body = answer_request(config, self.config.prompts, item)
                 fingerprint = answer_fingerprint(endpoint, body)
                 if refresh or (
@@ -350,13 +360,13 @@ class _Pipeline:
             needed = repeats_for(session.config, self.config.repeats)
             if refresh or any(
                 self._judgment_marks.get((item.id, r, name), ("", False))[1] is False
-                for item in items
+                for _, item in items
                 for r in range(needed)
             ):
                 out.append(("judge", session.endpoint))
         return out
 
-    async def run(self, items: list[QAItem]) -> None:
+    async def run(self, items: list[tuple[int, QAItem]]) -> None:
         n_candidates = len(self.candidates)
         judge_total = sum(
             repeats_for(s.config, self.config.repeats) for s in self.judges.values()
@@ -364,7 +374,7 @@ class _Pipeline:
         self.progress.start("answers", len(items) * n_candidates)
         self.progress.start("judgments", judge_total)
         queue: asyncio.Queue[tuple[int, QAItem]] = asyncio.Queue()
-        for entry in enumerate(items):
+        for entry in items:
             queue.put_nowait(entry)
         workers = max(8, 2 * self.config.concurrency // max(1, n_candidates))
         tasks = [asyncio.create_task(self._worker(queue)) for _ in range(min(workers, len(items)))]

@@ -81,6 +81,10 @@ def _connect(path: Path, schema: str, fmt: str, what: str) -> sqlite3.Connection
     return conn
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 class ResponseCache:
     """Completed responses keyed by a hash of the request, shared across runs."""
 
@@ -144,31 +148,26 @@ class RunStore:
         )
 
     # -- questions ----------------------------------------------------------------------------
-    def save_questions(self, items: list[QAItem]) -> None:
+    def save_questions(self, indexed: list[tuple[int, QAItem]]) -> None:
+        """The run's questions with their index in the whole (unsharded) question list."""
         with self._transaction():
             self._conn.execute("DELETE FROM questions")
             self._conn.executemany(
                 "INSERT INTO questions VALUES (?, ?, ?, ?, ?)",
-                [
-                    (
-                        i,
-                        q.id,
-                        q.question,
-                        q.context,
-                        json.dumps(list(q.answers), ensure_ascii=False),
-                    )
-                    for i, q in enumerate(items)
-                ],
+                [(i, q.id, q.question, q.context, _json(list(q.answers))) for i, q in indexed],
             )
 
-    def questions(self) -> list[QAItem]:
+    def indexed_questions(self) -> list[tuple[int, QAItem]]:
         rows = self._conn.execute(
-            "SELECT id, question, context, answers FROM questions ORDER BY idx"
+            "SELECT idx, id, question, context, answers FROM questions ORDER BY idx"
         ).fetchall()
         return [
-            QAItem(id=r[0], question=r[1], context=r[2], answers=tuple(json.loads(r[3])))
+            (r[0], QAItem(id=r[1], question=r[2], context=r[3], answers=tuple(json.loads(r[4]))))
             for r in rows
         ]
+
+    def questions(self) -> list[QAItem]:
+        return [item for _, item in self.indexed_questions()]
 
     # -- answers -------------------------------------------------------------------------------
     def put_answer(self, answer: Answer, fingerprint: str) -> None:
@@ -202,7 +201,8 @@ class RunStore:
     def _answers_where(self, where: str, args: tuple) -> Iterator[Answer]:
         rows = self._conn.execute(
             f"SELECT {self._ANSWER_COLUMNS} FROM answers a"
-            f" LEFT JOIN questions q ON q.id = a.question_id WHERE {where} ORDER BY q.idx, a.rowid",
+            f" LEFT JOIN questions q ON q.id = a.question_id WHERE {where}"
+            " ORDER BY q.idx, a.candidate",
             args,
         )
         for r in rows:
@@ -235,7 +235,7 @@ class RunStore:
             "SELECT j.question_id, repeat, judge, presented_order, raw_output, ranks, mode,"
             " attempts, error, cached FROM judgments j"
             " LEFT JOIN questions q ON q.id = j.question_id"
-            " ORDER BY q.idx, repeat, j.rowid"
+            " ORDER BY q.idx, repeat, judge"
         )
         for r in rows:
             yield Judgment(

@@ -1,0 +1,150 @@
+"""The CI gate, run comparison, raq stats on a ranks file, and shard merging."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import raq
+from raq.testing import FakeOpenAIServer
+
+from .conftest import ConfigWriter, raq_cli_env
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "raq", *args],
+        capture_output=True, text=True, env=raq_cli_env(), timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def finished_run(make_config: ConfigWriter, tmp_path: Path) -> Path:
+    out = tmp_path / "done"
+    raq.evaluate(make_config(), output=out, progress=False)
+    return out
+
+
+def test_gate_passes_a_candidate_not_worse_and_fails_a_worse_one(finished_run: Path) -> None:
+    ok = cli("gate", str(finished_run), "--baseline", "clueless", "--candidate", "oracle")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith("PASS oracle vs clueless (not-worse): significantly better")
+
+    worse = cli("gate", str(finished_run), "--baseline", "oracle", "--candidate", "clueless")
+    assert worse.returncode == 1
+    assert worse.stdout.startswith("FAIL clueless vs oracle (not-worse): significantly worse")
+
+    both = cli("gate", str(finished_run), "--baseline", "half")
+    assert both.returncode == 1
+    assert len(both.stdout.strip().splitlines()) == 2
+
+
+def test_gate_better_requires_significance(finished_run: Path) -> None:
+    better = cli("gate", str(finished_run), "--baseline", "clueless", "--candidate", "oracle",
+                 "--require", "better", "--json")  # fmt: skip
+    assert better.returncode == 0
+    data = json.loads(better.stdout)
+    assert data["passed"] is True
+    verdict = data["verdicts"][0]
+    assert verdict["mean_rank_diff"] < 0 and verdict["p_adjusted"] < 0.05
+    strict = cli("gate", str(finished_run), "--baseline", "clueless", "--candidate", "oracle",
+                 "--require", "better", "--alpha", "1e-300")  # fmt: skip
+    assert strict.returncode == 1
+
+
+def test_gate_errors_are_one_line(finished_run: Path, tmp_path: Path) -> None:
+    unknown = cli("gate", str(finished_run), "--baseline", "nobody")
+    assert unknown.returncode == 2 and "baseline 'nobody' is not a candidate" in unknown.stderr
+    missing = cli("gate", str(tmp_path / "nowhere"), "--baseline", "x")
+    assert missing.returncode == 2 and "no summary.json" in missing.stderr
+
+
+def test_gate_block_in_the_config_fails_the_run(make_config: ConfigWriter, tmp_path: Path) -> None:
+    config = make_config(gate={"baseline": "oracle", "candidates": ["clueless"]})
+    done = cli("run", "-c", str(config), "-o", str(tmp_path / "g"), "-q")
+    assert done.returncode == 1
+    assert "gate: FAIL clueless vs oracle" in done.stdout
+    passing = make_config(gate={"baseline": "clueless", "candidates": ["oracle"]})
+    assert cli("run", "-c", str(passing), "-o", str(tmp_path / "p"), "-q").returncode == 0
+
+
+def test_compare_shows_changes(
+    finished_run: Path, make_config: ConfigWriter, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    raq.evaluate(
+        make_config(candidates=["oracle", "clueless"]), output=other, limit=8, progress=False
+    )
+    done = cli("compare", str(finished_run), str(other), "--json")
+    assert done.returncode == 0, done.stderr
+    diff = json.loads(done.stdout)
+    assert diff["only_in_a"] == ["half"]
+    assert diff["b"]["n_questions"] == 8
+    table = cli("compare", str(finished_run), str(other))
+    assert "oracle" in table.stdout and "only in A: half" in table.stdout
+
+
+def test_stats_command_matches_the_run(finished_run: Path) -> None:
+    done = cli("stats", str(finished_run / "ranks.csv"), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    run_pvalues = pd.read_csv(finished_run / "pvalues.csv", index_col=0)
+    for a in run_pvalues.index:
+        for b in run_pvalues.columns:
+            assert data["pvalues"][a][b] == pytest.approx(run_pvalues.at[a, b])
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert data["significant_pairs"] == summary["significant_pairs"]
+    friedman = cli("stats", str(finished_run / "ranks.csv"), "--test", "friedman")
+    assert friedman.returncode == 0 and "Friedman" in friedman.stdout
+
+
+def test_stats_command_rejects_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question_id,candidate\nq1,a\n")
+    done = cli("stats", str(bad))
+    assert done.returncode == 2 and "missing column(s) repeat, judge, rank" in done.stderr
+    bad.write_text("question_id,repeat,judge,candidate,rank\nq1,0,j,a,1\nq1,0,j,b,first\n")
+    done = cli("stats", str(bad))
+    assert done.returncode == 2 and "bad.csv:3: rank is not a number" in done.stderr
+
+
+def test_shards_merge_into_the_single_machine_run(
+    make_config: ConfigWriter, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    config = make_config(judges=[
+        {"name": "judge", "base_url": server.base_url, "model": "judge"},
+        {"name": "f1", "kind": "reference"},
+    ])  # fmt: skip
+    single = raq.evaluate(config, output=tmp_path / "single", progress=False)
+    shards = []
+    for number in range(3):
+        shard_dir = tmp_path / f"shard-{number}"
+        done = cli("run", "-c", str(config), "-o", str(shard_dir), "-q", "--shard", f"{number}/3")
+        assert done.returncode == 0, done.stderr
+        shards.append(str(shard_dir))
+    merged = cli("merge", *shards, "--output", str(tmp_path / "merged"))
+    assert merged.returncode == 0, merged.stderr
+    for name in ("ranks.csv", "pvalues.csv", "answers.jsonl"):
+        a = (tmp_path / "single" / name).read_text()
+        b = (tmp_path / "merged" / name).read_text()
+        if name == "answers.jsonl":  # timings differ between runs; the records must not
+            a, b = _without_timing(a), _without_timing(b)
+        assert a == b, name
+    merged_summary = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    for name, entry in single.summary_json["candidates"].items():
+        assert merged_summary["candidates"][name]["mean_rank"] == entry["mean_rank"]
+        assert merged_summary["candidates"][name]["mean_rank_ci95"] == entry["mean_rank_ci95"]
+    assert merged_summary["significant_pairs"] == single.summary_json["significant_pairs"]
+    missing = cli("merge", shards[0], shards[1], "--output", str(tmp_path / "partial"))
+    assert missing.returncode == 2 and "shard(s) [2] of 3 are missing" in missing.stderr
+
+
+def _without_timing(text: str) -> list[dict]:
+    rows = [json.loads(line) for line in text.splitlines()]
+    timing = ("latency_s", "ttft_s", "words_per_second")
+    return [{k: v for k, v in row.items() if k not in timing} for row in rows]
