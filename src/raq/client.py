@@ -96,43 +96,50 @@ class _AdaptiveLimiter:
             self._changed.notify_all()
 
 
+class _Bucket:
+    """A token bucket refilled continuously; it holds one second's worth (at least 1)."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.per_second = per_minute / 60
+        self.capacity = max(1.0, self.per_second)
+        self.level = self.capacity
+        self.updated = time.monotonic()
+
+    def wait_s(self, need: float) -> float:
+        """Take ``need`` if available (0 returned), else how long until it will be."""
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.per_second)
+        self.updated = now
+        need = min(need, self.capacity)
+        if self.level >= need:
+            self.level -= need
+            return 0.0
+        return (need - self.level) / self.per_second
+
+
 class _RateLimiter:
-    """Token buckets for requests and tokens per minute (client-side, approximate for tokens)."""
+    """Requests and tokens per minute, client-side (tokens estimated before, debited after).
+
+    Buckets hold one second's worth, so a limit is not broken by an opening burst even where a
+    provider enforces it over short windows.
+    """
 
     def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
-        self._buckets = {
-            name: [per_minute, per_minute, time.monotonic()]
-            for name, per_minute in (
-                ("requests", requests_per_minute),
-                ("tokens", tokens_per_minute),
-            )
-            if per_minute
-        }
+        self.requests = _Bucket(requests_per_minute) if requests_per_minute else None
+        self.tokens = _Bucket(tokens_per_minute) if tokens_per_minute else None
         self._lock = asyncio.Lock()
 
     async def acquire(self, tokens: int) -> None:
-        if not self._buckets:
+        if self.requests is None and self.tokens is None:
             return
         async with self._lock:
-            for name, need in (("requests", 1), ("tokens", tokens)):
-                bucket = self._buckets.get(name)
-                if bucket is None:
-                    continue
-                capacity = bucket[1]
-                need = min(need, capacity)
-                while True:
-                    now = time.monotonic()
-                    bucket[0] = min(capacity, bucket[0] + (now - bucket[2]) * capacity / 60)
-                    bucket[2] = now
-                    if bucket[0] >= need:
-                        bucket[0] -= need
-                        break
-                    await asyncio.sleep((need - bucket[0]) * 60 / capacity)
+            for bucket, need in ((self.requests, 1), (self.tokens, tokens)):
+                while bucket is not None and (wait := bucket.wait_s(need)) > 0:
+                    await asyncio.sleep(wait)
 
     def debit_tokens(self, tokens: int) -> None:
-        bucket = self._buckets.get("tokens")
-        if bucket is not None:
-            bucket[0] -= tokens
+        if self.tokens is not None:
+            self.tokens.level -= tokens
 
 
 @dataclass
@@ -361,8 +368,9 @@ def _says_endpoint_is_down(exc: RequestError) -> bool:
 
 
 def _estimated_request_tokens(body: dict[str, Any]) -> int:
+    """Prompt tokens, estimated before sending; completion tokens are debited when known."""
     chars = sum(len(str(m.get("content") or "")) for m in body.get("messages", ()))
-    return chars // 4 + int(body.get("max_tokens") or 256)
+    return chars // 4 + 1
 
 
 async def _status_error(response: aiohttp.ClientResponse) -> RequestError:

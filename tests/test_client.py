@@ -1,0 +1,114 @@
+"""The one request path: streaming, timing, usage, limits, cache keys — over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from raq.client import ChatClient, Endpoint, RequestError, _AdaptiveLimiter, cache_key
+from raq.testing import Behaviour, FakeOpenAIServer
+from raq.testing.fake_server import reply_text
+
+BODY = {"messages": [{"role": "user", "content": "Say something."}]}
+
+
+@pytest.fixture
+def fake() -> FakeOpenAIServer:
+    with FakeOpenAIServer(
+        {
+            "slow": Behaviour(reply=reply_text("one two three four"), latency_s=0.3, ttft_s=0.1),
+            "quiet": Behaviour(reply=reply_text("no usage here"), send_usage=False),
+            "tool": Behaviour(reply=lambda body: {"ranking": [2, 1]}),
+        }
+    ) as server:
+        yield server
+
+
+def endpoint(server: FakeOpenAIServer, model: str, **limits: float) -> Endpoint:
+    return Endpoint(name=model, base_url=server.base_url, model=model, **limits)  # type: ignore[arg-type]
+
+
+async def test_stream_measures_ttft_and_latency(fake: FakeOpenAIServer) -> None:
+    async with ChatClient() as client:
+        completion = await client.chat(endpoint(fake, "slow"), BODY, stream=True)
+    assert completion.text == "one two three four"
+    assert completion.ttft_s is not None and completion.ttft_s >= 0.1
+    assert completion.latency_s >= 0.3 > completion.ttft_s
+    assert completion.completion_tokens == 4 and completion.prompt_tokens is not None
+    assert fake.requests[-1]["stream_options"] == {"include_usage": True}
+
+
+async def test_missing_usage_is_none_not_zero(fake: FakeOpenAIServer) -> None:
+    async with ChatClient() as client:
+        streamed = await client.chat(endpoint(fake, "quiet"), BODY, stream=True)
+        plain = await client.chat(endpoint(fake, "quiet"), BODY)
+    assert streamed.completion_tokens is None and plain.completion_tokens is None
+    assert streamed.text == plain.text == "no usage here"
+
+
+async def test_tool_call_arguments_are_returned(fake: FakeOpenAIServer) -> None:
+    body = {**BODY, "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}
+    async with ChatClient() as client:
+        for stream in (False, True):
+            completion = await client.chat(endpoint(fake, "tool"), body, stream=stream)
+            assert completion.tool_arguments == '{"ranking": [2, 1]}'
+
+
+async def test_requests_per_minute_is_enforced(fake: FakeOpenAIServer) -> None:
+    target = endpoint(fake, "quiet", requests_per_minute=120)  # 2 per second
+    started = time.monotonic()
+    async with ChatClient() as client:
+        await asyncio.gather(*(client.chat(target, BODY) for _ in range(6)))
+    assert time.monotonic() - started >= 1.9  # 2 at once, then one every 0.5 s
+
+
+async def test_unknown_model_is_not_retried(fake: FakeOpenAIServer) -> None:
+    async with ChatClient(max_retries=5) as client:
+        with pytest.raises(RequestError, match="HTTP 404") as info:
+            await client.chat(endpoint(fake, "nope"), BODY)
+    assert info.value.retryable is False
+    assert fake.count("nope") == 1
+
+
+async def test_adaptive_limit_halves_on_429_and_grows_back() -> None:
+    limiter = _AdaptiveLimiter(8)
+    await limiter.acquire()
+    await limiter.release(throttled=True)
+    assert limiter.limit == 4
+    await limiter.acquire()
+    await limiter.release(throttled=True)
+    assert limiter.limit == 2
+    for _ in range(2 + 3):
+        await limiter.acquire()
+        await limiter.release(throttled=False)
+    assert limiter.limit == 4  # one step per window of `limit` successes
+
+
+async def test_adaptive_limit_bounds_requests_in_flight() -> None:
+    limiter = _AdaptiveLimiter(2)
+    in_flight = peak = 0
+
+    async def work() -> None:
+        nonlocal in_flight, peak
+        await limiter.acquire()
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        await limiter.release(throttled=False)
+
+    await asyncio.gather(*(work() for _ in range(10)))
+    assert peak == 2
+
+
+def test_cache_key_ignores_the_api_key_but_not_the_request() -> None:
+    a = Endpoint("a", "http://x/v1", "m", api_key="secret-1")
+    b = Endpoint("a", "http://x/v1", "m", api_key="secret-2")
+    assert cache_key(a, BODY) == cache_key(b, BODY)
+    assert cache_key(a, BODY) != cache_key(a, {**BODY, "temperature": 0.5})
+    assert cache_key(a, BODY, "repeat=1") != cache_key(a, BODY, "repeat=2")
+    local = Endpoint("l", "http://127.0.0.1:5555/v1", "m", cache_url="local")
+    moved = Endpoint("l", "http://127.0.0.1:6666/v1", "m", cache_url="local")
+    assert cache_key(local, BODY) == cache_key(moved, BODY)
