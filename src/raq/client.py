@@ -390,12 +390,18 @@ async def _status_error(response: aiohttp.ClientResponse) -> RequestError:
     except ValueError:
         pass
     retry_after = _retry_after_s(response.headers.get("Retry-After"))
+    # Some servers (llama.cpp) answer a request they cannot validate with 500: retrying it
+    # only repeats the refusal.
+    refused_request = status == 500 and any(m in message for m in _VALIDATION_MARKERS)
     return RequestError(
         f"HTTP {status}: {message}" if message else f"HTTP {status}",
         status=status,
-        retryable=status in RETRYABLE_STATUS,
+        retryable=status in RETRYABLE_STATUS and not refused_request,
         retry_after_s=retry_after,
     )
+
+
+_VALIDATION_MARKERS = ("validation error", "literal_error", "Input should be")
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -6,10 +6,11 @@ CI jobs and people both write these files by hand.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -269,26 +270,38 @@ def _unique(what: str, names: list[str]) -> None:
 # Loading
 
 
-def load_config(
-    source: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None
-) -> RunConfig:
-    """Read, merge overrides into, and validate a run config; errors are ConfigError lines."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(
+    source: str | Path | dict[str, Any], model: type[M], overrides: dict[str, Any] | None = None
+) -> tuple[M, Path]:
+    """Read YAML (or a dict), apply dotted overrides, validate; ConfigError lines on mistakes.
+
+    Returns the model and the directory relative paths in it are resolved against.
+    """
     if isinstance(source, dict):
-        data, lines, label, base_dir = dict(source), {}, "<config>", Path.cwd()
+        data, lines, label, base_dir = copy.deepcopy(source), {}, "<config>", Path.cwd()
     else:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        text = path.read_text(encoding="utf-8")
-        data, lines = _parse_yaml(text, path)
+        data, lines = _parse_yaml(path.read_text(encoding="utf-8"), path)
         label, base_dir = str(path), path.parent
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, dotted, value)
     try:
-        config = RunConfig.model_validate(data)
+        return model.model_validate(data), base_dir
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, label, lines)) from None
+        raise ConfigError(describe_error(exc, label, lines, model)) from None
+
+
+def load_config(
+    source: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Read, merge overrides into, and validate a run config; errors are ConfigError lines."""
+    config, base_dir = load_yaml_model(source, RunConfig, overrides)
     return _resolve_paths(config, base_dir)
 
 
@@ -302,7 +315,7 @@ def _parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[tuple, int]
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys (name, dataset, candidates, ...)")
+        raise ConfigError(f"{path}: expected a mapping of keys (key: value lines)")
     lines: dict[tuple, int] = {}
     _index_lines(node, (), lines)
     return data, lines
@@ -321,14 +334,21 @@ def _index_lines(node: yaml.Node | None, path: tuple, out: dict[tuple, int]) -> 
             _index_lines(item, (*path, i), out)
 
 
-def _describe(exc: ValidationError, label: str, lines: dict[tuple, int]) -> str:
+def describe_error(
+    exc: ValidationError, label: str, lines: dict[tuple, int], root: type[BaseModel]
+) -> str:
+    """One line: file, line, key path, problem (and the nearest key for a misspelt one)."""
     error = exc.errors()[0]
     loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+    message = error["msg"].removeprefix("Value error, ")
+    head, sep, rest = message.partition(": ")
+    if not loc and sep and head in root.model_fields:  # a model rule that names its key
+        loc, message = (head,), rest
     key_path = _dotted(loc)
     line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
     where = f"{label}:{line}" if line else label
     if error["type"] == "extra_forbidden":
-        known = _known_keys(loc[:-1])
+        known = _known_keys(loc[:-1], root)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
         if close:
             hint = f"; did you mean '{close[0]}'?"
@@ -337,7 +357,6 @@ def _describe(exc: ValidationError, label: str, lines: dict[tuple, int]) -> str:
         else:
             hint = f" (known: {', '.join(known)})"
         return f"{where}: {key_path}: unknown key{hint}"
-    message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
         message = "required key is missing"
     return f"{where}: {key_path or '(top level)'}: {message}"
@@ -354,9 +373,9 @@ def _dotted(loc: tuple) -> str:
     return out
 
 
-def _known_keys(loc: tuple) -> list[str]:
+def _known_keys(loc: tuple, root: type[BaseModel]) -> list[str]:
     """The field names allowed at a location, found by walking the model classes."""
-    model: type[BaseModel] = RunConfig
+    model: type[BaseModel] = root
     for part in loc:
         if isinstance(part, int):
             continue
@@ -393,17 +412,18 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 def _resolve_paths(config: RunConfig, base_dir: Path) -> RunConfig:
     """Local files are found next to the config first, then from the working directory."""
     updates: dict[str, Any] = {}
-    dataset_path = _existing(config.dataset.path, base_dir)
+    dataset_path = existing_path(config.dataset.path, base_dir)
     if dataset_path is not None:
         updates["dataset"] = config.dataset.model_copy(update={"path": dataset_path})
     if config.env_file:
-        env_path = _existing(config.env_file, base_dir)
+        env_path = existing_path(config.env_file, base_dir)
         if env_path is not None:
             updates["env_file"] = env_path
     return config.model_copy(update=updates) if updates else config
 
 
-def _existing(value: str, base_dir: Path) -> str | None:
+def existing_path(value: str, base_dir: Path) -> str | None:
+    """A local path found next to the config first, then from the working directory."""
     if ":" in value.split("/")[0] or Path(value).is_absolute():
         return None
     for candidate in (base_dir / value, Path.cwd() / value):

@@ -8,7 +8,6 @@ anything else is re-asked a bounded number of times, then recorded as a failed j
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import random
@@ -17,15 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raq.answers import fill
-from raq.client import ChatClient, Endpoint, RequestError
+from raq.client import ChatClient, Endpoint
 from raq.config import JudgeConfig, PromptsConfig
 from raq.metrics import average_ranks, best_f1
-from raq.records import Answer, Completion, Judgment, QAItem
-
-MODES = ("json_schema", "json_object", "tools", "text")
-# Statuses with which servers refuse a request shape they do not support.
-_MODE_REFUSED_STATUS = {400, 404, 415, 422, 500, 501}
-TOOL_NAME = "return_rank"
+from raq.records import Answer, Judgment, QAItem
+from raq.structured import StructuredAsker, first_json_object, mode_fields
 
 
 def presented_order(candidates: list[str], seed: int, slot: int) -> list[str]:
@@ -79,38 +74,14 @@ def ranking_schema(k: int, *, bounded: bool) -> dict[str, Any]:
     }
 
 
-def mode_fields(mode: str, k: int) -> dict[str, Any]:
-    """The request fields that ask for structured output in one mode."""
-    if mode == "json_schema":
-        return {
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": "ranking",
-                    "strict": True,
-                    "schema": ranking_schema(k, bounded=False),
-                },
-            }
-        }
-    if mode == "json_object":
-        return {
-            "response_format": {"type": "json_object", "schema": ranking_schema(k, bounded=True)}
-        }
-    if mode == "tools":
-        return {
-            "tools": [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": TOOL_NAME,
-                        "description": "Return the answer IDs ranked from most to least correct.",
-                        "parameters": ranking_schema(k, bounded=False),
-                    },
-                }
-            ],
-            "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},
-        }
-    return {}
+def ranking_fields(mode: str, k: int) -> dict[str, Any]:
+    """The request fields that ask for a ranking of k IDs in one structured-output mode."""
+    return mode_fields(
+        mode,
+        ranking_schema(k, bounded=False),
+        bounded_schema=ranking_schema(k, bounded=True),
+        tool_name="return_ranking",
+    )
 
 
 _INT = re.compile(r"\d+")
@@ -121,7 +92,7 @@ def parse_ranking(output: str | None, k: int) -> tuple[list[int] | None, str]:
     if not output or not output.strip():
         return None, "empty reply"
     ids = set(range(1, k + 1))
-    data = _first_json_object(output)
+    data = first_json_object(output)
     if data is not None:
         raw = data.get("ranking", data.get("rank", data.get("ids")))
         if isinstance(raw, str):
@@ -144,36 +115,17 @@ def parse_ranking(output: str | None, k: int) -> tuple[list[int] | None, str]:
     return None, f"no permutation of the IDs 1..{k} in the reply"
 
 
-def _first_json_object(text: str) -> dict[str, Any] | None:
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            value, _ = decoder.raw_decode(text, match.start())
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
-
-
 @dataclass
 class JudgeSession:
-    """Per-judge state for a run: which structured-output mode its endpoint accepted."""
+    """Per-judge state for a run: its endpoint and which structured-output mode it accepts."""
 
     config: JudgeConfig
     endpoint: Endpoint | None
-    mode: str | None = None
-    refused: set[str] = field(default_factory=set)
-    # Only one request probes the modes; concurrent judgments wait for its answer instead of
-    # each sending the same refused request.
-    probing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    asker: StructuredAsker = field(init=False)
 
-    def modes_to_try(self) -> list[str]:
-        if self.config.structured_output != "auto":
-            return [self.config.structured_output]
-        if self.mode:
-            return [self.mode]
-        return [m for m in MODES if m not in self.refused]
+    def __post_init__(self) -> None:
+        forced = None if self.config.structured_output == "auto" else self.config.structured_output
+        self.asker = StructuredAsker(forced=forced)
 
 
 def judgment_fingerprint(
@@ -223,7 +175,7 @@ async def llm_judgment(
     order: list[str],
     answers: dict[str, Answer],
 ) -> Judgment:
-    """Ask an LLM judge, falling back through structured-output modes, re-asking bad rankings."""
+    """Ask an LLM judge for a permutation of the IDs; re-ask bad rankings, then record failure."""
     assert session.endpoint is not None
     texts = [answers[name].answer or "" for name in order]
     k = len(order)
@@ -231,114 +183,32 @@ async def llm_judgment(
     if session.config.system:
         messages.append({"role": "system", "content": session.config.system})
     messages.append({"role": "user", "content": judge_prompt(prompts, item, texts)})
-    base = {"temperature": 0.0, **session.config.params}
-    attempts, raw, reason = 0, None, ""
-    cached = True
-    for ask in range(session.config.max_reasks + 1):
-        completion, mode, error = await _ask_any_mode(
-            client, session, base, messages, k, repeat, ask
-        )
-        attempts += 1
-        if completion is None:
-            return _failed(item, repeat, session, order, raw, attempts, error)
-        cached = cached and completion.cached
-        raw = (
-            completion.tool_arguments if completion.tool_arguments is not None else completion.text
-        )
-        ranking, reason = parse_ranking(raw, k)
-        if ranking is not None:
-            return Judgment(
-                question_id=item.id,
-                repeat=repeat,
-                judge=session.config.name,
-                presented_order=tuple(order),
-                raw_output=raw,
-                ranks={order[rid - 1]: float(rank) for rank, rid in enumerate(ranking, start=1)},
-                mode=mode,
-                attempts=attempts,
-                cached=cached,
-            )
-        messages = [
-            *messages[: 1 + bool(session.config.system)],
-            {"role": "assistant", "content": raw or ""},
-            {
-                "role": "user",
-                "content": f"That is not a valid ranking ({reason}). Reply in JSON as "
-                f'{{"ranking": [IDs]}} with each of the IDs 1 to {k} exactly once, '
-                "most correct first.",
-            },
-        ]
-    return _failed(
-        item,
-        repeat,
-        session,
-        order,
-        raw,
-        attempts,
-        f"invalid ranking after {attempts} asks: {reason}",
+    asked = await session.asker.ask(
+        client,
+        session.endpoint,
+        messages,
+        params={"temperature": 0.0, **session.config.params},
+        fields=lambda mode: ranking_fields(mode, k),
+        parse=lambda raw: parse_ranking(raw, k),
+        reask=lambda reason: (
+            f"That is not a valid ranking ({reason}). Reply in JSON as "
+            f'{{"ranking": [IDs]}} with each of the IDs 1 to {k} exactly once, most correct first.'
+        ),
+        max_reasks=session.config.max_reasks,
+        salt=f"repeat={repeat}",
     )
-
-
-async def _ask_any_mode(
-    client: ChatClient,
-    session: JudgeSession,
-    base: dict[str, Any],
-    messages: list[dict[str, Any]],
-    k: int,
-    repeat: int,
-    ask: int,
-) -> tuple[Completion | None, str | None, str]:
-    """Try the modes this endpoint may accept, remembering the first that works."""
-    if session.config.structured_output == "auto" and session.mode is None:
-        async with session.probing:
-            return await _try_modes(client, session, base, messages, k, repeat)
-    return await _try_modes(client, session, base, messages, k, repeat)
-
-
-async def _try_modes(
-    client: ChatClient,
-    session: JudgeSession,
-    base: dict[str, Any],
-    messages: list[dict[str, Any]],
-    k: int,
-    repeat: int,
-) -> tuple[Completion | None, str | None, str]:
-    assert session.endpoint is not None
-    error = "no structured-output mode left to try"
-    for mode in session.modes_to_try():
-        body = {"messages": messages, **base, **mode_fields(mode, k)}
-        try:
-            completion = await client.chat(session.endpoint, body, cache_salt=f"repeat={repeat}")
-        except RequestError as exc:
-            refused = exc.status in _MODE_REFUSED_STATUS
-            if refused and session.config.structured_output == "auto" and session.mode is None:
-                session.refused.add(mode)
-                error = f"{mode} refused: {exc}"
-                continue
-            return None, mode, str(exc)
-        if session.config.structured_output == "auto":
-            session.mode = mode
-        return completion, mode, ""
-    return None, None, error
-
-
-def _failed(
-    item: QAItem,
-    repeat: int,
-    session: JudgeSession,
-    order: list[str],
-    raw: str | None,
-    attempts: int,
-    error: str,
-) -> Judgment:
+    ranking = asked.value
     return Judgment(
         question_id=item.id,
         repeat=repeat,
         judge=session.config.name,
         presented_order=tuple(order),
-        raw_output=raw,
-        ranks={},
-        mode=session.mode,
-        attempts=attempts,
-        error=error,
+        raw_output=asked.raw,
+        ranks={order[rid - 1]: float(rank) for rank, rid in enumerate(ranking, start=1)}
+        if ranking is not None
+        else {},
+        mode=asked.mode,
+        attempts=asked.attempts,
+        error=asked.error,
+        cached=asked.cached,
     )

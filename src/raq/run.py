@@ -130,7 +130,7 @@ async def evaluate_async(
         items = _questions(run_config, store, shard)
         _record_start(store, run_config, run_dir)
         for name, session in judges.items():
-            session.mode = store.get_meta("judge_modes", {}).get(name)
+            session.asker.mode = session.asker.mode or store.get_meta("judge_modes", {}).get(name)
         pipeline = _Pipeline(run_config, store, candidates, judges, reporter)
         with_work = pipeline.endpoints_with_work(items, cache, refresh)
         if any(e.base_url == LOCAL_BASE_URL for _, e in with_work):
@@ -155,7 +155,9 @@ async def evaluate_async(
             try:
                 await pipeline.run(items)
             finally:
-                store.set_meta("judge_modes", {n: s.mode for n, s in judges.items() if s.mode})
+                store.set_meta(
+                    "judge_modes", {n: s.asker.mode for n, s in judges.items() if s.asker.mode}
+                )
                 store.set_meta("requests", _counters(client))
                 store.set_meta("disabled_endpoints", client.disabled())
         store.set_meta("status", "complete")

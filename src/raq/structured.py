@@ -1,0 +1,211 @@
+"""Structured output from any OpenAI-compatible endpoint: one mode discovery, fallback, re-asks.
+
+Servers differ in what they accept: OpenAI takes ``response_format: json_schema``; llama.cpp
+refuses it but constrains ``json_object`` with a ``schema``; others only do tool calling; some
+only text. A ``StructuredAsker`` per endpoint tries these in that order once (concurrent asks
+wait for the answer rather than each sending a refused request), remembers what worked, and
+re-asks a bounded number of times when a reply does not parse. The judge and the dataset
+generator both ask through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from raq.client import ChatClient, Endpoint, RequestError, cache_key
+
+MODES = ("json_schema", "json_object", "tools", "text")
+# Statuses with which servers refuse a request shape they do not support.
+MODE_REFUSED_STATUS = {400, 404, 415, 422, 500, 501}
+
+
+def mode_fields(
+    mode: str,
+    schema: dict[str, Any],
+    *,
+    bounded_schema: dict[str, Any] | None = None,
+    tool_name: str = "return_result",
+) -> dict[str, Any]:
+    """The request fields that ask for ``schema`` in one mode.
+
+    ``bounded_schema`` (with minItems/maxItems) goes to grammar-constrained servers in
+    json_object mode; OpenAI's strict json_schema mode gets the plain one.
+    """
+    if mode == "json_schema":
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "result", "strict": True, "schema": schema},
+            }
+        }
+    if mode == "json_object":
+        return {"response_format": {"type": "json_object", "schema": bounded_schema or schema}}
+    if mode == "tools":
+        return {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool_name,
+                        "description": "Return the result in this exact shape.",
+                        "parameters": schema,
+                    },
+                }
+            ],
+            "tool_choice": {"type": "function", "function": {"name": tool_name}},
+        }
+    return {}
+
+
+def first_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object embedded anywhere in a reply (models wrap JSON in prose)."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The outcome of one structured ask (with its re-asks)."""
+
+    value: Any | None
+    raw: str | None
+    mode: str | None
+    attempts: int
+    cached: bool
+    error: str | None  # the request failed, or no reply parsed
+    invalid: bool = False  # True when replies came but none parsed
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class StructuredAsker:
+    """Per-endpoint state: which structured-output mode works (``forced`` skips discovery)."""
+
+    forced: str | None = None
+    mode: str | None = None
+    refused: set[str] = field(default_factory=set)
+    _discovering: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        if self.forced:
+            self.mode = self.forced
+
+    async def ask(
+        self,
+        client: ChatClient,
+        endpoint: Endpoint,
+        messages: list[dict[str, Any]],
+        *,
+        params: dict[str, Any],
+        fields: Callable[[str], dict[str, Any]],
+        parse: Callable[[str | None], tuple[Any | None, str]],
+        reask: Callable[[str], str],
+        max_reasks: int,
+        salt: str = "",
+    ) -> Asked:
+        """Ask, parse, and re-ask up to ``max_reasks`` times with the reason it failed."""
+        current, raw, reason, cached = messages, None, "", True
+        for attempt in range(1, max_reasks + 2):
+            completion, mode, error = await self._any_mode(
+                client, endpoint, current, params, fields, salt
+            )
+            if completion is None:
+                return Asked(None, raw, mode, attempt, False, error)
+            cached = cached and completion.cached
+            raw = (
+                completion.tool_arguments
+                if completion.tool_arguments is not None
+                else completion.text
+            )
+            value, reason = parse(raw)
+            if value is not None:
+                return Asked(value, raw, mode, attempt, cached, None)
+            current = [
+                *messages,
+                {"role": "assistant", "content": raw or ""},
+                {"role": "user", "content": reask(reason)},
+            ]
+        return Asked(
+            None,
+            raw,
+            self.mode,
+            max_reasks + 1,
+            False,
+            f"invalid reply after {max_reasks + 1} asks: {reason}",
+            invalid=True,
+        )
+
+    async def _any_mode(
+        self,
+        client: ChatClient,
+        endpoint: Endpoint,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        fields: Callable[[str], dict[str, Any]],
+        salt: str,
+    ) -> tuple[Any, str | None, str]:
+        def body(mode: str) -> dict[str, Any]:
+            return {"messages": messages, **params, **fields(mode)}
+
+        cached = self._cached_mode(client, endpoint, body, salt)
+        if cached is not None:  # a re-run never repeats a refused attempt
+            self.mode = self.mode or cached
+            return await self._try(client, endpoint, [cached], body, salt)
+        if self.mode is None:
+            async with self._discovering:
+                if self.mode is None:
+                    modes = [m for m in MODES if m not in self.refused]
+                    return await self._try(client, endpoint, modes, body, salt)
+        return await self._try(client, endpoint, [self.mode], body, salt)
+
+    def _cached_mode(
+        self,
+        client: ChatClient,
+        endpoint: Endpoint,
+        body: Callable[[str], dict[str, Any]],
+        salt: str,
+    ) -> str | None:
+        if client.cache is None or client.refresh:
+            return None
+        for mode in [self.mode] if self.mode else MODES:
+            if client.cache.get(cache_key(endpoint, body(mode), salt)) is not None:
+                return mode
+        return None
+
+    async def _try(
+        self,
+        client: ChatClient,
+        endpoint: Endpoint,
+        modes: list[str],
+        body: Callable[[str], dict[str, Any]],
+        salt: str,
+    ) -> tuple[Any, str | None, str]:
+        error = "no structured-output mode left to try"
+        for mode in modes:
+            try:
+                completion = await client.chat(endpoint, body(mode), cache_salt=salt)
+            except RequestError as exc:
+                discovering = mode != "text" and not self.forced and self.mode is None
+                if discovering and exc.status in MODE_REFUSED_STATUS:
+                    self.refused.add(mode)
+                    error = f"{mode} refused: {exc}"
+                    continue
+                return None, mode, str(exc)
+            self.mode = self.mode or mode
+            return completion, mode, ""
+        return None, None, error
