@@ -218,6 +218,35 @@ def merge(
         raise typer.Exit(1)
 
 
+@app.command()
+@_user_errors
+def generate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Generate config (YAML).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .jsonl (or .parquet) file.")],
+    n: Annotated[int | None, typer.Option(help="Items to generate (overrides n).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+    for_config: Annotated[
+        Path | None,
+        typer.Option(help="A run config that will use the data: its candidates may not generate."),
+    ] = None,
+    refresh: Annotated[bool, typer.Option(help="Ignore cached responses and call again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Write a QA dataset with an independent LLM: from documents, topics, or seed examples."""
+    from raq.config import load_config
+    from raq.generate import generate as run_generation
+    from raq.generate import load_generate_config
+
+    if fmt not in ("jsonl", "parquet"):
+        raise typer.BadParameter("--format takes jsonl or parquet")
+    generate_config = load_generate_config(config)
+    if for_config is not None:
+        forbid = [*generate_config.forbid_models, *load_config(for_config).candidates]
+        generate_config = generate_config.model_copy(update={"forbid_models": forbid})
+    report = run_generation(generate_config, out, n=n, fmt=fmt, refresh=refresh, progress=not quiet)
+    typer.echo(report.line())
+
+
 @app.command("gate")
 @_user_errors
 def gate_command(

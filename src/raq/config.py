@@ -62,6 +62,10 @@ class DatasetConfig(_Strict):
     limit: int | None = Field(default=None, ge=1)
     shuffle: bool = False
     fields: FieldMap = FieldMap()
+    generate: str | None = Field(
+        default=None,
+        description="a generate config: write `path` with it first when `path` does not exist",
+    )
 
 
 class Price(_Strict):
@@ -412,9 +416,19 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 def _resolve_paths(config: RunConfig, base_dir: Path) -> RunConfig:
     """Local files are found next to the config first, then from the working directory."""
     updates: dict[str, Any] = {}
+    dataset_updates: dict[str, Any] = {}
     dataset_path = existing_path(config.dataset.path, base_dir)
     if dataset_path is not None:
-        updates["dataset"] = config.dataset.model_copy(update={"path": dataset_path})
+        dataset_updates["path"] = dataset_path
+    elif config.dataset.generate and not Path(config.dataset.path).is_absolute():
+        dataset_updates["path"] = str((base_dir / config.dataset.path).resolve())
+    if config.dataset.generate:
+        generate_path = existing_path(config.dataset.generate, base_dir)
+        if generate_path is None:
+            raise ConfigError(f"dataset.generate: {config.dataset.generate}: file not found")
+        dataset_updates["generate"] = generate_path
+    if dataset_updates:
+        updates["dataset"] = config.dataset.model_copy(update=dataset_updates)
     if config.env_file:
         env_path = existing_path(config.env_file, base_dir)
         if env_path is not None:
@@ -436,11 +450,11 @@ def existing_path(value: str, base_dir: Path) -> str | None:
 # Secrets
 
 
-def load_env_file(config: RunConfig) -> None:
+def load_env_file(env_file: str | None) -> None:
     """Load the env file (if it exists) without overriding variables already set."""
-    if not config.env_file:
+    if not env_file:
         return
-    path = Path(config.env_file)
+    path = Path(env_file)
     if path.is_file():
         from dotenv import load_dotenv
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -27,7 +28,24 @@ def builtin_path(name: str) -> Path:
 
 def load_items(config: DatasetConfig, seed: int = 0) -> list[QAItem]:
     """The run's questions: loaded, shuffled with the seed, cut to the limit, mapped."""
+    return load_dataset_items(config, seed)[0]
+
+
+def load_dataset_items(
+    config: DatasetConfig, seed: int = 0
+) -> tuple[list[QAItem], list[dict[str, Any]]]:
+    """The questions and the generators (name, model, base_url) that wrote any of them."""
     rows = _load_rows(config, seed)
+    generators: dict[str, dict[str, Any]] = {}
+    for _, row in rows:
+        provenance = row.get("provenance") if isinstance(row, dict) else None
+        generator = provenance.get("generator") if isinstance(provenance, dict) else None
+        if isinstance(generator, dict):
+            generators.setdefault(json.dumps(generator, sort_keys=True), generator)
+    return _map_rows(rows, config), list(generators.values())
+
+
+def _map_rows(rows: list[tuple[int, dict[str, Any]]], config: DatasetConfig) -> list[QAItem]:
     items, skipped = [], 0
     seen: dict[str, int] = {}
     for row_index, row in rows:

@@ -25,7 +25,7 @@ import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -44,11 +44,10 @@ from raq.config import (
 from raq.dataset import BUILTIN_PREFIX, LOCAL_BUILDERS, _load_rows, _lookup, load_items
 from raq.errors import ConfigError, DatasetError
 from raq.metrics import _CJK, answer_tokens, normalize_answer
+from raq.progress import Progress, make_progress
 from raq.records import QAItem
+from raq.store import open_cache
 from raq.structured import StructuredAsker, first_json_object, mode_fields
-
-if TYPE_CHECKING:
-    from raq.run import Progress
 
 __all__ = [
     "Deduplicator",
@@ -845,21 +844,19 @@ async def generate_async(
     *,
     n: int | None = None,
     fmt: Literal["jsonl", "parquet"] = "jsonl",
-    progress: Progress | None = None,
+    progress: Progress | bool | None = None,
     refresh: bool = False,
     use_cache: bool | None = None,
     cache_path: str | Path | None = None,
     retry_base_s: float = 0.5,
 ) -> GenerationReport:
     """Generate until ``n`` items are accepted or the plan is spent; write ``out`` atomically."""
-    from raq.run import _open_cache, _SilentProgress
-
     if not isinstance(config, GenerateConfig):
         config = load_generate_config(config)
     out = Path(out)
     _check_output(out, fmt)
     check_independence(config.generator, config.forbid_models)
-    load_env_file(config)  # type: ignore[arg-type]  # it reads only .env_file
+    load_env_file(config.env_file)
     endpoint = _endpoint(config)
     target = n or config.n
     budget = math.ceil(target / config.per_request) * 3
@@ -868,8 +865,8 @@ async def generate_async(
     assert config.documents or config.mode != "documents"
     with_context = config.mode == "seeds" and any(s.context for s in seeds)
     plan = build_plan(config, budget, chunks=chunks, seeds=seeds)
-    reporter = progress or _SilentProgress()
-    cache = _open_cache(config, use_cache, cache_path)  # type: ignore[arg-type]
+    reporter = make_progress(progress)
+    cache = open_cache(config.cache, use_cache, cache_path)
     client = ChatClient(
         timeout_s=config.timeout_s,
         max_retries=config.max_retries,

@@ -36,6 +36,7 @@ class RunResult:
     stats: StatsResult | None
     summary_json: dict[str, Any]
     problems: list[str] = field(default_factory=list)
+    plots: dict[str, Path] = field(default_factory=dict)
 
     def _repr_html_(self) -> str:
         return self.summary.to_html(float_format=lambda v: f"{v:.3g}")
@@ -129,10 +130,24 @@ def finalize(run_dir: Path, store: RunStore) -> RunResult:
     result = RunResult(
         run_dir, config, summary, pvalues, ranks, answers, stats, summary_json, problems
     )
-    from raq.report.markdown import render_markdown
-
-    (run_dir / "report.md").write_text(render_markdown(result), encoding="utf-8")
+    write_reports(result)
     return result
+
+
+def write_reports(result: RunResult) -> None:
+    """report.md, the PNG plots beside it, and report.html with the plots embedded."""
+    from raq.report.html import render_html
+    from raq.report.markdown import render_markdown
+    from raq.report.plots import write_plots
+
+    run_dir = result.run_dir
+    skipped: dict[str, str] = {}
+    plots = write_plots(result, run_dir / "plots", skipped=skipped)
+    result.plots = plots
+    (run_dir / "report.md").write_text(render_markdown(result), encoding="utf-8")
+    (run_dir / "report.html").write_text(
+        render_html(result, plots, skipped=skipped), encoding="utf-8"
+    )
 
 
 def load_result(run_dir: Path) -> RunResult:

@@ -9,7 +9,7 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from raq.answers import answer_fingerprint, answer_request, ask_candidate
 from raq.client import ChatClient, Endpoint, probe
@@ -24,7 +24,7 @@ from raq.config import (
     load_env_file,
     resolve_api_key,
 )
-from raq.errors import EndpointError, RaqError, StoreError
+from raq.errors import ConfigError, EndpointError, RaqError, StoreError
 from raq.judge import (
     JudgeSession,
     judgment_fingerprint,
@@ -32,34 +32,12 @@ from raq.judge import (
     presented_order,
     reference_judgment,
 )
+from raq.progress import Progress, make_progress
 from raq.records import Answer, Judgment, QAItem
-from raq.store import STORE_NAME, ResponseCache, RunStore, default_cache_path
+from raq.store import STORE_NAME, ResponseCache, RunStore, open_cache
 
 if TYPE_CHECKING:
     from raq.result import RunResult
-
-
-class Progress(Protocol):
-    """What the pipeline reports as it goes; the CLI and notebooks draw it with rich."""
-
-    def start(self, stage: str, total: int, done: int = 0) -> None: ...
-    def advance(self, stage: str, n: int = 1) -> None: ...
-    def note(self, message: str) -> None: ...
-    def stop(self) -> None: ...
-
-
-class _SilentProgress:
-    def start(self, stage: str, total: int, done: int = 0) -> None:
-        pass
-
-    def advance(self, stage: str, n: int = 1) -> None:
-        pass
-
-    def note(self, message: str) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 class RunFailed(RaqError):
@@ -114,7 +92,7 @@ async def evaluate_async(
 ) -> RunResult:
     """Evaluate the candidates of a config and write the run directory; see ``evaluate``."""
     run_config = _load(config, limit=limit, repeats=repeats)
-    load_env_file(run_config)
+    load_env_file(run_config.env_file)
     candidates = {c.name: _endpoint(c, "candidate", run_config) for c in run_config.candidates}
     judges = {
         j.name: JudgeSession(j, _endpoint(j, "judge", run_config) if j.kind == "llm" else None)
@@ -123,11 +101,11 @@ async def evaluate_async(
     run_dir = Path(output) if output else default_run_dir(run_config)
     _check_run_dir(run_dir)
     store = RunStore(run_dir)
-    cache = _open_cache(run_config, use_cache, cache_path)
-    reporter = _progress(progress)
+    cache = open_cache(run_config.cache, use_cache, cache_path)
+    reporter = make_progress(progress)
     local_server = None
     try:
-        items = _questions(run_config, store, shard)
+        items = await _questions(run_config, store, shard, reporter)
         _record_start(store, run_config, run_dir)
         for name, session in judges.items():
             session.asker.mode = session.asker.mode or store.get_meta("judge_modes", {}).get(name)
@@ -212,26 +190,6 @@ def _check_run_dir(run_dir: Path) -> None:
         )
 
 
-def _open_cache(
-    config: RunConfig, use_cache: bool | None, cache_path: str | Path | None
-) -> ResponseCache | None:
-    enabled = config.cache.enabled if use_cache is None else use_cache
-    if not enabled:
-        return None
-    path = Path(cache_path or config.cache.path or default_cache_path()).expanduser()
-    return ResponseCache(path)
-
-
-def _progress(progress: Progress | bool) -> Progress:
-    if progress is True:
-        from raq.report.terminal import RichProgress
-
-        return RichProgress()
-    if progress is False:
-        return _SilentProgress()
-    return progress
-
-
 def _dataset_key(config: RunConfig, shard: tuple[int, int] | None) -> str:
     material = json.dumps(
         [config.dataset.model_dump(mode="json"), config.seed, shard], sort_keys=True
@@ -239,8 +197,8 @@ def _dataset_key(config: RunConfig, shard: tuple[int, int] | None) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _questions(
-    config: RunConfig, store: RunStore, shard: tuple[int, int] | None
+async def _questions(
+    config: RunConfig, store: RunStore, shard: tuple[int, int] | None, progress: Progress
 ) -> list[tuple[int, QAItem]]:
     """The run's questions, each with its index in the whole list (which fixes its presented
     orders, so shards merge into exactly the single-machine run); from the store on resume."""
@@ -249,9 +207,13 @@ def _questions(
         stored = store.indexed_questions()
         if stored:
             return stored
-    from raq.dataset import load_items
+    from raq.dataset import load_dataset_items
 
-    indexed = list(enumerate(load_items(config.dataset, seed=config.seed)))
+    if config.dataset.generate and not Path(config.dataset.path).exists():
+        await _generate_dataset(config, progress)
+    items, generators = load_dataset_items(config.dataset, seed=config.seed)
+    _check_generators(config, generators)
+    indexed = list(enumerate(items))
     if shard is not None:
         number, count = shard
         indexed = [(i, item) for i, item in indexed if i % count == number]
@@ -259,6 +221,40 @@ def _questions(
     store.set_meta("dataset_key", key)
     store.set_meta("shard", list(shard) if shard else None)
     return indexed
+
+
+async def _generate_dataset(config: RunConfig, progress: Progress) -> None:
+    """The ``dataset.generate`` hook: write the dataset first (its requests are cached too)."""
+    from raq.generate import generate_async, load_generate_config
+
+    assert config.dataset.generate
+    generate_config = load_generate_config(config.dataset.generate)
+    forbid = [*generate_config.forbid_models, *config.candidates]
+    generate_config = generate_config.model_copy(update={"forbid_models": forbid})
+    n = config.dataset.limit or generate_config.n
+    progress.note(f"generating {n} questions into {config.dataset.path} …")
+    report = await generate_async(
+        generate_config, Path(config.dataset.path), n=n, progress=progress
+    )
+    progress.note(report.line())
+
+
+def _check_generators(config: RunConfig, generators: list[dict[str, Any]]) -> None:
+    """Data written by one of the candidates would favour it: refuse, as for a judge."""
+    if config.allow_self_judge:
+        return
+    by_identity = {c.identity(): c.name for c in config.candidates}
+    for generator in generators:
+        identity = (
+            str(generator.get("base_url") or "").rstrip("/").lower(),
+            str(generator.get("model") or "").lower(),
+        )
+        if identity in by_identity:
+            raise ConfigError(
+                f"dataset '{config.dataset.path}' was generated by {generator.get('model')} at "
+                f"{generator.get('base_url')}, which is candidate '{by_identity[identity]}': it "
+                "would be judged on its own questions (allow_self_judge: true to do it anyway)"
+            )
 
 
 def _record_start(store: RunStore, config: RunConfig, run_dir: Path) -> None:

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from raq.config import CacheConfig
 from raq.errors import StoreError
 from raq.records import Answer, Completion, Judgment, QAItem
 
@@ -109,6 +110,15 @@ class ResponseCache:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def open_cache(
+    config: CacheConfig, enabled: bool | None = None, path: str | Path | None = None
+) -> ResponseCache | None:
+    """The shared response cache a config asks for (arguments override it), or None."""
+    if not (config.enabled if enabled is None else enabled):
+        return None
+    return ResponseCache(Path(path or config.path or default_cache_path()).expanduser())
 
 
 def default_cache_path() -> Path:

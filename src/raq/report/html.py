@@ -1,0 +1,647 @@
+"""report.html: one self-contained page (inline CSS, plots as data: URIs, no scripts).
+
+It opens offline, can be mailed or kept as a CI artifact, and loads nothing from anywhere.
+Every user string (names, errors, config) is escaped: answers and names may hold markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from raq.result import RunResult
+
+PLOT_CAPTIONS = {
+    "bars": (
+        "Candidates compared",
+        "The original article's figure: mean rank with its 95% bootstrap CI over questions "
+        "(rank 1 = best; the dashed line is what a judge ranking at random would give), mean "
+        "words per second and mean answer length, each over the n stated in its title.",
+    ),
+    "significance": (
+        "Significance matrix",
+        "Adjusted p-value of every pair from the test above; dark green cells differ "
+        "significantly, pink cells do not.",
+    ),
+    "critical_difference": (
+        "Critical difference diagram",
+        "Mean ranks on one axis (best on the left); candidates joined by a horizontal bar "
+        "cannot be told apart by the test.",
+    ),
+    "latency": (
+        "Latency distributions",
+        "Request latency (start to last byte) and time to first token per successful answer; "
+        "boxes span the middle half, whiskers 1.5 × the interquartile range, dots are outliers.",
+    ),
+    "position_bias": (
+        "Judge position bias",
+        "Mean rank each judge gave to the answer shown at each position; a judge that reads "
+        "content keeps close to the dashed line at every position.",
+    ),
+}
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif;
+  color: #1d232a; max-width: 1180px; margin: 1.5rem auto; padding: 0 1.2rem; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin-bottom: .3rem; }
+h2 { font-size: 1.25rem; border-bottom: 2px solid #d8dee4; padding-bottom: .2rem;
+  margin-top: 2.2rem; }
+h3 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
+p.note, figcaption, .desc { color: #4a5560; font-size: .9rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .88rem; }
+th, td { border: 1px solid #d0d7de; padding: .28rem .55rem; text-align: right;
+  vertical-align: top; }
+td { white-space: nowrap; }
+th { background: #f3f5f7; }
+td.name, th.name { text-align: left; max-width: 22rem; overflow-wrap: break-word;
+  white-space: normal; }
+table.facts td { white-space: normal; }
+table.facts td, table.facts th { text-align: left; }
+td.sig { background: #b7e4b0; font-weight: 600; }
+td.diag { background: #f3f5f7; color: #8a949e; }
+td.flag { color: #b42318; font-weight: 600; }
+.warning { border: 2px solid #d92d20; background: #fef3f2; padding: .7rem 1rem;
+  border-radius: 6px; margin: 1rem 0; }
+.caution { border: 1px solid #dc6803; background: #fffaeb; padding: .6rem 1rem;
+  border-radius: 6px; margin: 1rem 0; }
+figure { margin: 1.2rem 0 2rem; }
+figure img { max-width: 100%; height: auto; border: 1px solid #e5e9ed; }
+pre { background: #f6f8fa; border: 1px solid #d0d7de; padding: .8rem; overflow-x: auto;
+  font-size: .82rem; white-space: pre-wrap; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; }
+"""
+
+
+def render_html(
+    result: RunResult, plots: dict[str, Path], *, skipped: dict[str, str] | None = None
+) -> str:
+    """The whole report as one HTML string; ``skipped`` (from write_plots) says what is missing."""
+    summary = result.summary_json
+    body = [
+        f"<h1>RAQ report: {escape(str(summary['name']))}</h1>",
+        _facts(result),
+        _alerts(result),
+        _candidates(result, plots),
+        _differences(result),
+        _plots(plots, skipped or {}),
+        _diagnostics(result),
+        _failures(result),
+        _config(result),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>RAQ report: {escape(str(summary['name']))}</title>\n"
+        f"<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(part for part in body if part)
+        + "\n</body>\n</html>\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    """A number as text; None and NaN as an en dash (never 'nan' in a report)."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "–" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return escape(str(value))
+
+
+def _p(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return "&lt; 0.001" if value < 0.001 else f"{value:.3g}"
+
+
+def _p_is(value: Any) -> str:
+    """'p = 0.031' or 'p &lt; 0.001', for prose."""
+    text = _p(value)
+    return f"p {text}" if text.startswith("&lt;") else f"p = {text}"
+
+
+def _table(header: list[str], rows: list[list[str]], name_columns: int = 1) -> str:
+    """Cells are HTML already (escaped by the caller); the first columns hold names."""
+    head = "".join(
+        f'<th class="name">{h}</th>' if i < name_columns else f"<th>{h}</th>"
+        for i, h in enumerate(header)
+    )
+    lines = [f'<div class="scroll"><table>\n<tr>{head}</tr>']
+    for row in rows:
+        cells = "".join(
+            cell if cell.startswith("<td") else
+            f'<td class="name">{cell}</td>' if i < name_columns else f"<td>{cell}</td>"
+            for i, cell in enumerate(row)
+        )  # fmt: skip
+        lines.append(f"<tr>{cells}</tr>")
+    lines.append("</table></div>")
+    return "\n".join(lines)
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return "; ".join(f"{escape(k)} ×{v}" for k, v in errors.items()) or "–"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+def _facts(result: RunResult) -> str:
+    from raq.run import repeats_for
+
+    summary = result.summary_json
+    config = result.config
+    judges = ", ".join(
+        f"{escape(j.name)} ({escape(j.kind)}, {repeats_for(j, config.repeats)} repeat(s))"
+        for j in config.judges
+    )
+    test = summary["test"]
+    test_name = escape(str(test["name"])) if test.get("name") else "none"
+    rows = [
+        (
+            "Questions",
+            f"{summary['n_questions']} in the dataset, {summary['n_questions_ranked']} ranked",
+        ),
+        (
+            "Candidates",
+            f"{len(summary['candidates'])}: "
+            + ", ".join(escape(str(n)) for n in summary["candidates"]),
+        ),
+        ("Judges", judges),
+        ("Repeats", f"{summary['repeats']} per LLM judge (a reference judge runs once)"),
+        ("Test", f"{test_name} at α = {config.alpha:g}"),
+        ("Status", escape(str(summary.get("status")))),
+        ("Run directory", escape(str(result.run_dir))),
+    ]
+    cells = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<table class="facts">\n{cells}\n</table>'
+
+
+def _alerts(result: RunResult) -> str:
+    summary = result.summary_json
+    out = []
+    if summary.get("self_judging"):
+        names = ", ".join(escape(str(n)) for n in summary["self_judging"])
+        out.append(
+            f'<div class="warning"><strong>Self-judging:</strong> judge(s) {names} are also '
+            "candidates (allow_self_judge: true). Expect their rankings to favour themselves; "
+            "the RAQ method requires an independent judge.</div>"
+        )
+    for problem in result.problems:
+        out.append(f'<div class="warning"><strong>Limit broken:</strong> {escape(problem)}</div>')
+    for name, reason in (summary.get("disabled_endpoints") or {}).items():
+        out.append(
+            f'<div class="caution"><strong>Endpoint disabled:</strong> {escape(str(name))}: '
+            f"{escape(str(reason))}</div>"
+        )
+    return "\n".join(out)
+
+
+def _candidates(result: RunResult, plots: dict[str, Path]) -> str:
+    summary = result.summary_json
+    labels: dict[str, str] = {}
+    if plots:
+        from raq.report.plots import plot_labels
+
+        labels = plot_labels(list(summary["candidates"]))
+    relabelled = any(labels.get(n, n).replace(r"\$", "$") != n for n in labels)
+    rows = []
+    for name, e in summary["candidates"].items():
+        ci = e.get("mean_rank_ci95")
+        row = [
+            escape(str(name)),
+            _fmt(e["mean_rank"]),
+            f"{_fmt(ci[0])}–{_fmt(ci[1])}" if ci else "–",
+            _fmt(e["median_rank"], 1),
+            _fmt(e["std_rank"]),
+            str(e["n_ranks"]),
+            _fmt(e["words_per_second"], 1),
+            _fmt(e["answer_words"], 1),
+            _fmt(e["ttft_s"], 3),
+            _fmt(e["latency_s"], 3),
+            f"{e['failed_answers']}/{e['answers']}",
+        ]
+        if relabelled:
+            label = labels[name].replace(r"\$", "$")
+            row.insert(1, escape(label) if label != name else "(same)")
+        rows.append(row)
+    header = [
+        "candidate", "mean rank", "95% CI", "median", "std", "n ranks", "words/s",
+        "answer words", "TTFT s (mean)", "latency s (mean)", "failed answers",
+    ]  # fmt: skip
+    if relabelled:
+        header.insert(1, "label in plots")
+    out = [
+        "<h2>Candidates</h2>",
+        '<p class="desc">Best mean rank first; rank 1 is best. Mean, median and std are over '
+        "every rank the candidate received (n ranks = questions × repeats × judges where it "
+        "answered); the 95% CI of the mean rank is a bootstrap over questions. Speed, over the "
+        "candidate's successful answers: words/s = answer words ÷ request latency (the "
+        "article's definition; a CJK character counts as one word); TTFT = time to the first "
+        "token of the streamed answer; latency = request start to last byte.</p>",
+        _table(header, rows, name_columns=2 if relabelled else 1),
+    ]
+    out.append(_speed_distributions(summary))
+    return "\n".join(out)
+
+
+def _speed_distributions(summary: dict[str, Any]) -> str:
+    """p50/p90/p99 and cost, when the summary carries them."""
+    metrics = [
+        ("latency_s", "latency s"),
+        ("ttft_s", "TTFT s"),
+        ("output_tokens_per_second", "output tokens/s"),
+    ]
+    rows = []
+    for name, e in summary["candidates"].items():
+        dist = e.get("distributions")
+        if not dist:
+            continue
+        row = [escape(str(name))]
+        for key, _ in metrics:
+            d = dist.get(key) or {}
+            row.append(
+                f"{_fmt(d.get('p50'), 3)} / {_fmt(d.get('p90'), 3)} / {_fmt(d.get('p99'), 3)} "
+                f"(n = {d.get('n', 0)})"
+            )
+        cost = e.get("cost_usd")
+        if cost:
+            mark = " (estimated)" if cost.get("estimated") else ""
+            row.append(f"${_fmt(cost.get('total'), 4)} over {cost.get('n_answers')}{mark}")
+        else:
+            row.append("–")
+        rows.append(row)
+    if not rows:
+        return ""
+    header = ["candidate", *(f"{label} p50 / p90 / p99" for _, label in metrics), "cost USD"]
+    return (
+        "<h3>Speed distributions</h3>"
+        '<p class="desc">Percentiles over each candidate\'s successful answers with that '
+        "measurement (n in brackets). Output tokens/s is measured after the first token: "
+        "(completion tokens − 1) ÷ (latency − TTFT). Cost uses the config's prices; "
+        "<em>estimated</em> means some token counts were words × 1.3.</p>" + _table(header, rows)
+    )
+
+
+def _ordered_pvalues(result: RunResult) -> pd.DataFrame:
+    pvalues = result.pvalues
+    order = [n for n in result.summary_json["candidates"] if n in pvalues.index]
+    order += [n for n in pvalues.index if n not in order]
+    return pvalues.reindex(index=order, columns=order)
+
+
+def _differences(result: RunResult) -> str:
+    summary = result.summary_json
+    test = summary["test"]
+    out = ["<h2>Which candidates differ</h2>"]
+    if test.get("name") is None or result.pvalues.empty:
+        out.append(f"<p>No test was run: {escape(str(test.get('error')))}.</p>")
+        return "\n".join(out)
+    alpha = test["alpha"]
+    out.append(
+        f"<p><strong>Test:</strong> {escape(str(test.get('description', test['name'])))}</p>"
+    )
+    if test.get("statistic") is not None:
+        out.append(
+            f"<p>Friedman omnibus: χ² = {_fmt(test['statistic'])}, df = {test.get('df')}, "
+            f"{_p_is(test.get('p_value'))}, over {test.get('n_complete_blocks')} complete "
+            "blocks.</p>"
+        )
+    pvalues = _ordered_pvalues(result)
+    names = [str(c) for c in pvalues.columns]
+    rows = []
+    for row_name, row in pvalues.iterrows():
+        cells = [escape(str(row_name))]
+        for col_name, value in row.items():
+            if row_name == col_name:
+                cells.append('<td class="diag">–</td>')
+            elif value < alpha:
+                cells.append(f'<td class="sig">{_p(float(value))}</td>')
+            else:
+                cells.append(_p(float(value)))
+        rows.append(cells)
+    out.append(
+        f'<h3>Adjusted p-values</h3><p class="desc">p_adjust = '
+        f"{escape(str(test.get('p_adjust')))}, α = {alpha:g}, over "
+        f"{test.get('n_ranks')} ranks from {test.get('n_questions')} questions; highlighted "
+        "cells are below α.</p>"
+    )
+    out.append(_table(["", *(escape(n) for n in names)], rows))
+    sig = sorted(
+        (_better_first(p) for p in summary.get("pairs") or [] if p["significant"]),
+        key=lambda p: (p["p_adjusted"], p["mean_rank_diff"]),
+    )
+    if sig:
+        out.append(
+            '<h3>Significant pairs</h3><p class="desc">With effect sizes, so a p-value never '
+            "stands alone; A is the better of the two (lower mean rank). Mean rank A − B is "
+            "negative: A is that many rank places ahead. Win rate: share of the n pairs (question, "
+            "repeat, judge blocks that ranked both) where A ranked above B, ties counting ½.</p>"
+        )
+        out.append(
+            _table(
+                [
+                    "A (better)",
+                    "B",
+                    "adjusted p",
+                    "mean rank A − B",
+                    "win rate A over B",
+                    "n pairs",
+                ],
+                [
+                    [
+                        escape(str(p["a"])),
+                        escape(str(p["b"])),
+                        _p(p["p_adjusted"]),
+                        _fmt(p["mean_rank_diff"]),
+                        _fmt(p["win_rate_a"]),
+                        str(p["n_pairs"]),
+                    ]
+                    for p in sig
+                ],
+                name_columns=2,
+            )
+        )
+    else:
+        out.append(f"<p>No pair differs significantly at α = {alpha:g}.</p>")
+    if summary.get("power_hint"):
+        out.append(f'<p class="caution">{escape(summary["power_hint"])}</p>')
+    out.append(_per_judge(summary))
+    return "\n".join(out)
+
+
+def _better_first(pair: dict[str, Any]) -> dict[str, Any]:
+    """Orient a pair (stored a < b by name) so A is the one with the better mean rank."""
+    diff = pair.get("mean_rank_diff")
+    if diff is None or not diff > 0:
+        return pair
+    win = pair.get("win_rate_a")
+    return pair | {
+        "a": pair["b"],
+        "b": pair["a"],
+        "mean_rank_diff": -diff,
+        "win_rate_a": None if win is None or not math.isfinite(win) else 1 - win,
+    }
+
+
+def _per_judge(summary: dict[str, Any]) -> str:
+    """A panel's per-judge means, and where a judge alone disagrees with the pooled test."""
+    per_judge = summary.get("per_judge") or {}
+    if not per_judge:
+        return ""
+    names = list(summary["candidates"])
+    pooled = {frozenset(pair[:2]) for pair in summary.get("significant_pairs") or []}
+    n_pairs = len(summary.get("pairs") or [])
+    rows = []
+    for judge, entry in per_judge.items():
+        if "error" in entry:
+            rows.append(
+                [escape(str(judge)), *("–" for _ in names), f"not tested: {escape(entry['error'])}"]
+            )
+            continue
+        cells = [
+            f"{_fmt(entry['mean_rank'].get(n))} (n = {entry['n_ranks'].get(n, 0)})" for n in names
+        ]
+        own = {frozenset(pair[:2]): pair for pair in entry["significant_pairs"]}
+        notes = [f"{len(own)} of {n_pairs} pairs significant"]
+        notes += [
+            f"only this judge: {escape(str(a))} vs {escape(str(b))} ({_p_is(p)})"
+            for key, (a, b, p) in own.items()
+            if key not in pooled
+        ]
+        notes += [
+            "not this judge: " + " vs ".join(escape(str(n)) for n in sorted(key))
+            for key in pooled
+            if key not in own
+        ]
+        rows.append([escape(str(judge)), *cells, f'<td class="name">{"<br>".join(notes)}</td>'])
+    return (
+        '<h3>The same test per judge</h3><p class="desc">Each judge\'s ranks alone, mean rank '
+        "per candidate (n ranks): a difference only one judge sees is a judge preference, not "
+        "a quality gap.</p>"
+        + _table(["judge", *(escape(str(n)) for n in names), "significant pairs"], rows)
+    )
+
+
+def _plots(plots: dict[str, Path], skipped: dict[str, str]) -> str:
+    if not plots and not skipped:
+        return ""
+    out = ["<h2>Plots</h2>"]
+    order = [*PLOT_CAPTIONS, *(k for k in plots if k not in PLOT_CAPTIONS)]
+    for key in order:
+        title, caption = PLOT_CAPTIONS.get(key, (key, ""))
+        if key in plots:
+            data = base64.b64encode(Path(plots[key]).read_bytes()).decode("ascii")
+            out.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{escape(title)}">'
+                f"<figcaption><strong>{escape(title)}.</strong> {escape(caption)}</figcaption>"
+                "</figure>"
+            )
+        elif key in skipped:
+            out.append(
+                f'<p class="note"><strong>{escape(title)}</strong> not drawn: '
+                f"{escape(skipped[key])}.</p>"
+            )
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Judge diagnostics
+
+
+def _diagnostics(result: RunResult) -> str:
+    out = [
+        "<h2>Can the judges be trusted</h2>",
+        '<p class="desc">Checks on the judges themselves, computed from the ranks; each says '
+        "what it measures and over how many observations.</p>",
+    ]
+    if result.ranks.empty:
+        out.append("<p>No ranks were collected, so there is nothing to check.</p>")
+        return "\n".join(out)
+    for title, section in (
+        ("Position bias", _position_bias),
+        ("Self-consistency", _self_consistency),
+        ("Agreement between judges", _agreement),
+        ("Length bias", _length_bias),
+    ):
+        out.append(f"<h3>{title}</h3>")
+        try:
+            out.append(section(result))
+        except ValueError as exc:
+            out.append(f"<p>Not available: {escape(str(exc))}.</p>")
+    return "\n".join(out)
+
+
+def _position_bias(result: RunResult) -> str:
+    from raq.stats import position_bias
+
+    bias = position_bias(result.ranks, alpha=result.config.alpha)
+    positions = sorted({p for d in bias["judges"].values() for p in d["mean_rank_by_position"]})
+    rows = []
+    for judge, d in bias["judges"].items():
+        flagged = '<td class="flag">yes: ranks depend on position</td>' if d["flagged"] else "no"
+        rows.append(
+            [
+                escape(judge),
+                str(d["n"]),
+                *(
+                    f"{_fmt(d['mean_rank_by_position'].get(p))} "
+                    f"(n = {d['n_by_position'].get(p, 0)})"
+                    for p in positions
+                ),
+                _fmt(d["statistic"]),
+                _p(d["p_value"]),
+                flagged,
+            ]
+        )
+    header = [
+        "judge", "n ranks", *(f"mean rank at position {p}" for p in positions),
+        "Kruskal–Wallis H", "p", "flagged",
+    ]  # fmt: skip
+    return (
+        f'<p class="desc">{escape(bias["description"])} Positions are counterbalanced, so a '
+        "biased judge adds noise rather than favouring a candidate. Over "
+        f"{bias['n']} ranks with a presented position.</p>" + _table(header, rows)
+    )
+
+
+def _self_consistency(result: RunResult) -> str:
+    from raq.stats import self_consistency
+
+    consistency = self_consistency(result.ranks)
+    rows = [
+        [
+            escape(judge),
+            _fmt(d["mean_w"]) if d["n_questions"] else "– (needs ≥ 2 repeats)",
+            str(d["n_questions"]),
+        ]
+        for judge, d in consistency["judges"].items()
+    ]
+    return f'<p class="desc">{escape(consistency["description"])}</p>' + _table(
+        ["judge", "mean Kendall's W", "n questions"], rows
+    )
+
+
+def _agreement(result: RunResult) -> str:
+    from raq.stats import judge_agreement, panel_aggregate
+
+    agreement = judge_agreement(result.ranks)
+    if agreement is None:
+        return "<p>A single judge: nothing to compare (a panel of judges reduces judge bias).</p>"
+    out = [
+        f'<p class="desc">{escape(agreement["description"])}</p>',
+        f"<p>Mean Kendall tau {_fmt(agreement['mean_tau'])} over {agreement['n_tau']} judge "
+        f"pairs × (question, repeat); mean Kendall's W {_fmt(agreement['kendall_w'])} over "
+        f"{agreement['n_w']} (question, repeat) items every judge ranked fully.</p>",
+        _table(
+            ["judge A", "judge B", "mean Kendall tau", "n"],
+            [
+                [escape(p["a"]), escape(p["b"]), _fmt(p["mean_tau"]), str(p["n"])]
+                for p in agreement["pairs"]
+            ],
+            name_columns=2,
+        ),
+    ]
+    panel = panel_aggregate(result.ranks)
+    if panel is not None:
+        columns = [str(c) for c in panel.columns]
+        out.append(
+            "<p class=\"desc\">Panel aggregate (the article's proposal): each judge's mean rank "
+            "of each candidate, with the median and std across judges; a large std means the "
+            "judges disagree about that candidate.</p>"
+        )
+        out.append(
+            _table(
+                ["candidate", *(escape(c) for c in columns)],
+                [
+                    [escape(str(name)), *(_fmt(float(v)) for v in row.to_numpy())]
+                    for name, row in panel.iterrows()
+                ],
+            )
+        )
+    return "\n".join(out)
+
+
+def _length_bias(result: RunResult) -> str:
+    from raq.stats import length_bias
+
+    words = _answer_words(result.answers)
+    if words is None or words.empty:
+        return "<p>No successful answer has a word count.</p>"
+    bias = length_bias(result.ranks, words)
+    rows = [["all judges", _fmt(bias["rho"]), _p(bias["p_value"]), str(bias["n"])]]
+    rows += [
+        [escape(judge), _fmt(d["rho"]), _p(d["p_value"]), str(d["n"])]
+        for judge, d in bias["judges"].items()
+    ]
+    return (
+        f'<p class="desc">{escape(bias["description"])} A strong correlation can also mean '
+        "the longer answers really are better: read it next to the answers themselves.</p>"
+        + _table(["judge", "Spearman rho", "p", "n (answer, rank) pairs"], rows)
+    )
+
+
+def _answer_words(answers: pd.DataFrame) -> pd.DataFrame | None:
+    needed = {"question_id", "candidate", "words"}
+    if answers.empty or not needed <= set(answers.columns):
+        return None
+    ok = answers["words"].notna()
+    if "error" in answers.columns:
+        ok &= answers["error"].isna()
+    return answers.loc[ok, ["question_id", "candidate", "words"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures and config
+
+
+def _failures(result: RunResult) -> str:
+    summary = result.summary_json
+    rows = [
+        [f"candidate {escape(str(n))}", f"{e['failed_answers']}/{e['answers']} answers",
+         _errors(e["errors"]), str(e["cached_answers"])]
+        for n, e in summary["candidates"].items()
+    ] + [
+        [f"judge {escape(str(n))}", f"{e['failed_judgments']}/{e['judgments']} judgments",
+         _errors(e["errors"]), str(e["cached_judgments"])]
+        for n, e in summary["judges"].items()
+    ]  # fmt: skip
+    out = [
+        "<h2>Failures and requests</h2>",
+        '<p class="desc">Failed out of attempted, per candidate and judge, with the kinds of '
+        "error; a failed answer is left out of the ranking rather than counted as worst.</p>",
+        _table(["who", "failed", "errors", "from store/cache"], rows),
+    ]
+    requests = summary.get("requests") or {}
+    if requests:
+        keys = sorted({k for counters in requests.values() for k in counters})
+        out.append('<p class="desc">HTTP requests per endpoint, as the client counted them.</p>')
+        out.append(
+            _table(
+                ["endpoint", *(escape(k) for k in keys)],
+                [
+                    [escape(str(name)), *(_fmt(counters.get(k)) for k in keys)]
+                    for name, counters in requests.items()
+                ],
+            )
+        )
+    return "\n".join(out)
+
+
+def _config(result: RunResult) -> str:
+    from raq.config import config_to_yaml
+
+    yaml_text = escape(config_to_yaml(result.config))
+    return (
+        '<h2>Config</h2><p class="desc">The resolved run config; it never holds secrets, only '
+        f"the names of environment variables.</p>\n<pre>{yaml_text}</pre>"
+    )

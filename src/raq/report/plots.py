@@ -1,0 +1,597 @@
+"""PNG figures of a run: the article's bar charts, which candidates differ, and judge checks.
+
+matplotlib (Agg backend) and scikit-posthocs are imported inside the functions, so importing
+this module costs nothing and ``raq --help`` stays instant. A plot the data cannot support is
+skipped with a reason rather than drawn empty, and no plot can stop the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from raq.result import RunResult
+
+log = logging.getLogger(__name__)
+
+DPI = 110
+PLOT_KEYS = ("bars", "significance", "critical_difference", "latency", "position_bias")
+MAX_LABEL_CHARS = 32
+STACK_BARS_ABOVE = 6  # candidates; with more, the panels of a figure stack vertically
+ANNOTATE_MATRIX_UP_TO = 12  # p-values printed in the heatmap cells up to this many candidates
+# Fonts that cover CJK, tried in order as fallbacks after DejaVu Sans when installed.
+CJK_FAMILIES = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK TC",
+    "Noto Sans CJK KR",
+    "Noto Sans SC",
+    "Noto Sans JP",
+    "Source Han Sans SC",
+    "Source Han Sans",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+    "Microsoft YaHei",
+    "SimHei",
+    "PingFang SC",
+    "Hiragino Sans",
+    "Malgun Gothic",
+    "Arial Unicode MS",
+)
+
+Drawer = Callable[["RunResult", dict[str, str]], "Figure | str"]
+
+
+def write_plots(
+    result: RunResult, out_dir: Path, *, skipped: dict[str, str] | None = None
+) -> dict[str, Path]:
+    """Write every plot the run supports as ``out_dir/<key>.png``; return {key: path}.
+
+    Plots that cannot be drawn are left out; pass ``skipped`` to learn why (key → reason).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reasons = skipped if skipped is not None else {}
+    font_log = logging.getLogger("matplotlib.font_manager")
+    font_level = font_log.level
+    font_log.setLevel(logging.ERROR)  # CJK fallback fonts often lack a 'normal' weight: noise
+    try:
+        with plt.rc_context(_style()):
+            return _draw_all(result, out_dir, reasons)
+    finally:
+        font_log.setLevel(font_level)
+
+
+def _draw_all(result: RunResult, out_dir: Path, reasons: dict[str, str]) -> dict[str, Path]:
+    from matplotlib import pyplot as plt
+
+    labels = plot_labels(list(result.summary_json["candidates"]))
+    drawers: dict[str, Drawer] = {
+        "bars": _bars,
+        "significance": _significance,
+        "critical_difference": _critical_difference,
+        "latency": _latency,
+        "position_bias": _position_bias,
+    }
+    written: dict[str, Path] = {}
+    for key, draw in drawers.items():
+        try:
+            drawn = draw(result, labels)
+        except Exception as exc:  # one bad plot must not cost the run its report
+            drawn = f"drawing failed: {type(exc).__name__}: {exc}"
+            log.warning("plot %s skipped: %s", key, drawn)
+        if isinstance(drawn, str):
+            reasons[key] = drawn
+            continue
+        path = out_dir / f"{key}.png"
+        try:
+            drawn.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+            written[key] = path
+        finally:
+            plt.close(drawn)
+    return written
+
+
+def plot_labels(names: list[str]) -> dict[str, str]:
+    """Axis label per candidate: the name, shortened, with ``#k`` when the fonts cannot draw it.
+
+    ``k`` is the candidate's 1-based place in ``names`` (the report's table order), so a reader
+    can match a label like ``#2 ??-large`` to its row. ``$`` is escaped against mathtext.
+    """
+    drawable = _drawable_codepoints()
+    labels: dict[str, str] = {}
+    for k, name in enumerate(names, start=1):
+        text = _shorten(name)
+        if any(ord(ch) not in drawable for ch in text if ch.isprintable() and not ch.isspace()):
+            text = f"#{k} " + "".join(
+                ch if ord(ch) in drawable or ch.isspace() else "?" for ch in text
+            )
+        labels[name] = text
+    seen: dict[str, int] = {}
+    for text in labels.values():  # shortening may collide; the place number separates
+        seen[text] = seen.get(text, 0) + 1
+    for k, (name, text) in enumerate(labels.items(), start=1):
+        if seen[text] > 1 and not text.startswith("#"):
+            labels[name] = f"#{k} {text}"
+    return {name: text.replace("$", r"\$") for name, text in labels.items()}
+
+
+def _shorten(name: str) -> str:
+    """Keep both ends of a long name: model names differ at the start and at the version."""
+    if len(name) <= MAX_LABEL_CHARS:
+        return name
+    head = (MAX_LABEL_CHARS - 1) // 2
+    return name[:head] + "…" + name[-(MAX_LABEL_CHARS - 1 - head) :]
+
+
+def _text(value: object) -> str:
+    """A user string (run or judge name) safe to draw: no mathtext, no missing glyphs."""
+    drawable = _drawable_codepoints()
+    text = "".join(ch if ord(ch) in drawable or ch.isspace() else "?" for ch in str(value))
+    return text.replace("$", r"\$")
+
+
+@lru_cache(maxsize=1)
+def _font_families() -> tuple[str, ...]:
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ("DejaVu Sans", *(f for f in CJK_FAMILIES if f in installed))
+
+
+@lru_cache(maxsize=1)
+def _drawable_codepoints() -> frozenset[int]:
+    """Every code point one of the configured fonts has a glyph for."""
+    from matplotlib import font_manager, ft2font
+
+    points: set[int] = set()
+    for family in _font_families():
+        try:
+            path = font_manager.findfont(
+                font_manager.FontProperties(family=family), fallback_to_default=False
+            )
+            points.update(ft2font.FT2Font(path).get_charmap())
+        except (ValueError, RuntimeError, OSError):
+            continue
+    return frozenset(points)
+
+
+def _style() -> dict[str, Any]:
+    return {
+        "font.family": list(_font_families()),
+        "font.size": 9.5,
+        "axes.titlesize": 10.5,
+        "axes.labelsize": 9.5,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "figure.facecolor": "white",
+        "savefig.facecolor": "white",
+    }
+
+
+def _laid_out(fig: Figure, rect: tuple[float, float, float, float] | None = None) -> Figure:
+    """Tight layout; axes added outside the grid (sign_plot's colour bar) only draw a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout(rect=rect)
+    return fig
+
+
+def _colors(names: list[str]) -> dict[str, Any]:
+    """One colour per candidate, the same in every plot."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def _rotate_ticks(ax: Axes, labels: list[str]) -> None:
+    """Rotate candidate labels once they would collide; long or many names lean further."""
+    longest = max((len(t) for t in labels), default=0)
+    if (len(labels) <= 4 and longest <= 12) or (len(labels) <= 2 and longest <= 20):
+        return
+    angle = 35 if longest <= 18 else 50
+    for tick in ax.get_xticklabels():
+        tick.set_rotation(angle)
+        tick.set_horizontalalignment("right")
+        tick.set_rotation_mode("anchor")
+
+
+def _n_text(counts: list[int], unit: str) -> str:
+    """'n = 24 ranks each' or 'n = 20–24 ranks per candidate'."""
+    if not counts:
+        return f"n = 0 {unit}"
+    low, high = min(counts), max(counts)
+    if low == high:
+        return f"n = {low} {unit} each"
+    return f"n = {low}–{high} {unit} per candidate"
+
+
+def _ok_answers(answers: pd.DataFrame) -> pd.DataFrame:
+    """Answers that came back (no error, text present): the ones speed means are taken over."""
+    if answers.empty or "candidate" not in answers.columns:
+        return answers
+    ok = answers["answer"].notna() if "answer" in answers.columns else True
+    if "error" in answers.columns:
+        ok = ok & answers["error"].isna()
+    return answers[ok]
+
+
+# ---------------------------------------------------------------------------------------------
+# bars.png: the article's figure
+
+
+def _bars(result: RunResult, labels: dict[str, str]) -> Figure | str:
+    """Mean rank with its CI, words per second and answer length, one bar per candidate."""
+    from matplotlib import pyplot as plt
+
+    candidates = result.summary_json["candidates"]
+    names = list(candidates)
+    ok = _ok_answers(result.answers)
+    panels = [
+        key
+        for key in ("mean_rank", "words_per_second", "answer_words")
+        if any(candidates[n].get(key) is not None for n in names)
+    ]
+    if not panels:
+        return "no candidate has ranks, speeds or answer lengths to show"
+    k = len(names)
+    colors = _colors(names)
+    stacked = k > STACK_BARS_ABOVE  # many bars: one wide panel per metric, stacked
+    if stacked:
+        fig, grid = plt.subplots(
+            len(panels), 1, figsize=(max(8.0, 1.5 + 0.55 * k), 3.4 * len(panels)), sharex=True
+        )
+    else:
+        fig, grid = plt.subplots(
+            1, len(panels), figsize=(max(4.8, 1.4 + 0.45 * k) * len(panels), 4.8)
+        )
+    axes = [grid] if len(panels) == 1 else list(grid)
+    x = list(range(k))
+    tick_labels = [labels[n] for n in names]
+    for ax, key in zip(axes, panels, strict=True):
+        values = [candidates[n].get(key) for n in names]
+        heights = [v if v is not None else 0.0 for v in values]
+        ax.bar(x, heights, color=[colors[n] for n in names], width=0.7, zorder=2)
+        ax.grid(axis="y", alpha=0.3, zorder=0)
+        ax.set_xticks(x, tick_labels)
+        if not stacked or ax is axes[-1]:
+            ax.tick_params(axis="x", labelbottom=True)
+            _rotate_ticks(ax, tick_labels)
+        sep = " " if stacked else "\n"
+        if key == "mean_rank":
+            _rank_panel(ax, result, names, values, sep)
+            continue
+        column = key if key != "answer_words" else "words"
+        counts = [
+            int(ok.loc[ok["candidate"] == n, column].notna().sum()) if column in ok.columns else 0
+            for n in names
+        ]
+        if key == "words_per_second":
+            ax.set_title(
+                f"Words per second{sep}(answer words ÷ request latency)\n"
+                f"mean over successful answers,{sep}{_n_text(counts, 'answers')}"
+            )
+            ax.set_ylabel("words / s (higher is faster)")
+        else:
+            ax.set_title(
+                f"Answer length in words{sep}(a CJK character counts 1)\n"
+                f"mean over successful answers,{sep}{_n_text(counts, 'answers')}"
+            )
+            ax.set_ylabel("words")
+        top = max(heights) if heights else 0
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+        for xi, v in zip(x, values, strict=True):
+            ax.annotate(
+                _num(v) if v is not None else "no answers",
+                (xi, v or 0),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+    fig.suptitle(f"{_text(result.summary_json['name'])}: candidates compared", fontsize=11.5)
+    return _laid_out(fig)
+
+
+def _rank_panel(ax: Axes, result: RunResult, names: list[str], means: list[Any], sep: str) -> None:
+    candidates = result.summary_json["candidates"]
+    k = len(names)
+    lows, highs, tops = [], [], []
+    for name, mean in zip(names, means, strict=True):
+        ci = candidates[name].get("mean_rank_ci95") or [None, None]
+        if mean is None or ci[0] is None or ci[1] is None:
+            lows.append(0.0)
+            highs.append(0.0)
+            tops.append(mean or 0.0)
+            continue
+        lows.append(max(0.0, mean - ci[0]))
+        highs.append(max(0.0, ci[1] - mean))
+        tops.append(max(mean, ci[1]))
+    ax.errorbar(
+        range(k), [m or 0 for m in means], yerr=[lows, highs], fmt="none", ecolor="black",
+        elinewidth=1.2, capsize=4, zorder=3,
+    )  # fmt: skip
+    ranked = [candidates[n].get("n_ranks") or 0 for n in names if candidates[n].get("mean_rank")]
+    n_questions = result.summary_json.get("n_questions_ranked")
+    ax.set_title(
+        f"Mean rank (rank 1 = best){sep}with 95% bootstrap CI\n"
+        f"over {n_questions} questions,{sep}{_n_text(ranked, 'ranks')}"
+    )
+    ax.set_ylabel("mean rank (lower is better)")
+    expected = (k + 1) / 2
+    ax.axhline(
+        expected, color="0.4", linestyle="--", linewidth=1, zorder=1,
+        label=f"random judge: (k+1)/2 = {expected:g}",
+    )  # fmt: skip
+    # best first, so the top left is empty: the legend goes there
+    ax.legend(loc="upper left", fontsize=7.5, frameon=False)
+    ax.set_ylim(0, max([k, *tops]) * 1.18)
+    for xi, (mean, top) in enumerate(zip(means, tops, strict=True)):
+        ax.annotate(
+            _num(mean) if mean is not None else "no ranks",
+            (xi, top),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+
+
+def _num(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# significance.png and critical_difference.png
+
+
+def _ordered_pvalues(result: RunResult) -> pd.DataFrame | str:
+    """The p-value matrix in the report's candidate order (best first), or why there is none."""
+    pvalues = result.pvalues
+    if result.stats is None or pvalues.empty:
+        error = result.summary_json.get("test", {}).get("error")
+        return error or "no statistical test was run"
+    if len(pvalues.index) < 2:
+        return "fewer than two candidates have ranks"
+    order = [n for n in result.summary_json["candidates"] if n in pvalues.index]
+    order += [n for n in pvalues.index if n not in order]
+    return pvalues.reindex(index=order, columns=order).astype(float)
+
+
+def _test_text(result: RunResult) -> str:
+    test = result.summary_json["test"]
+    name = {"dunn": "Dunn", "friedman": "Friedman"}.get(test.get("name"), str(test.get("name")))
+    if test.get("posthoc"):
+        name += f" + {test['posthoc'].capitalize()}"
+    adjust = test.get("p_adjust") or "none"
+    return f"{name}, p_adjust = {adjust}, n = {test.get('n_ranks')} ranks"
+
+
+def _significance(result: RunResult, labels: dict[str, str]) -> Figure | str:
+    """Heatmap of the adjusted p-values, binned the way scikit-posthocs' sign_plot does."""
+    import numpy as np
+    import scikit_posthocs as sp
+    from matplotlib import pyplot as plt
+
+    pvalues = _ordered_pvalues(result)
+    if isinstance(pvalues, str):
+        return pvalues
+    k = len(pvalues)
+    names = list(pvalues.index)
+    shown = pvalues.rename(index=labels, columns=labels)
+    longest = max(len(labels[n]) for n in names)
+    cells = 0.7 * k + 0.5  # inches for the matrix itself; labels and colour bar come on top
+    fig, ax = plt.subplots(figsize=(cells + 0.075 * longest + 2.4, cells + 0.06 * longest + 1.3))
+    kwargs: dict[str, Any] = {"linewidths": 0.8, "linecolor": "white", "square": True}
+    if k <= ANNOTATE_MATRIX_UP_TO:
+        texts = np.array(
+            [[_p_cell(pvalues.at[a, b]) if a != b else "" for b in names] for a in names]
+        )
+        kwargs |= {"annot": texts, "fmt": "", "annot_kws": {"fontsize": 8}}
+    _, cbar = sp.sign_plot(shown, ax=ax, **kwargs)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    tick_labels = [labels[n] for n in names]
+    ax.set_yticks([i + 0.5 for i in range(k)], tick_labels, rotation=0)
+    ax.set_xticks([i + 0.5 for i in range(k)], tick_labels)
+    _rotate_ticks(ax, tick_labels)
+    alpha = result.summary_json["test"].get("alpha", 0.05)
+    note = "" if alpha == 0.05 else f"; the run's α = {alpha:g}"
+    ax.set_title(
+        "Which candidates differ: adjusted p-value per pair\n"
+        f"{_test_text(result)}; colour bins at 0.05/0.01/0.001{note}"
+    )
+    _laid_out(fig, rect=(0, 0, 0.86, 1))
+    fig.canvas.draw()  # the square heatmap's final box is known only after a draw
+    box = ax.get_position()
+    cbar.ax.set_position((box.x1 + 0.03, box.y0 + box.height * 0.3, 0.03, box.height * 0.4))
+    return fig
+
+
+def _p_cell(p: float) -> str:
+    if not math.isfinite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}" if p < 0.995 else "1"
+
+
+def _critical_difference(result: RunResult, labels: dict[str, str]) -> Figure | str:
+    """Mean ranks on one axis; a bar joins candidates the test cannot tell apart."""
+    import pandas as pd
+    import scikit_posthocs as sp
+    from matplotlib import pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    pvalues = _ordered_pvalues(result)
+    if isinstance(pvalues, str):
+        return pvalues
+    assert result.stats is not None
+    means = pd.Series(
+        {labels[n]: result.stats.candidates[n].mean_rank for n in pvalues.index},
+        dtype=float,
+    )
+    if not means.map(math.isfinite).all():
+        return "a candidate's mean rank is undefined"
+    k = len(means)
+    colors = _colors(list(result.summary_json["candidates"]))
+    alpha = result.summary_json["test"].get("alpha", 0.05)
+    fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.34 * ((k + 1) // 2 + 2)))
+    try:
+        artists = sp.critical_difference_diagram(
+            ranks=means,
+            sig_matrix=pvalues.rename(index=labels, columns=labels),
+            alpha=alpha,
+            ax=ax,
+            label_fmt_left="{label} ({rank:.2f})",
+            label_fmt_right="({rank:.2f}) {label}",
+            label_props={"fontsize": 9},
+            text_h_margin=0.02 * max(1.0, float(means.max() - means.min())),
+            color_palette={labels[n]: c for n, c in colors.items() if n in pvalues.index},
+        )
+    except Exception as exc:  # degenerate input scikit-posthocs refuses
+        plt.close(fig)
+        return f"scikit-posthocs could not draw it: {type(exc).__name__}: {exc}"
+    for text in artists["labels"]:  # pale palette colours are hard to read as text
+        text.set_color(tuple(0.55 * c for c in to_rgb(text.get_color())))
+    low, high = float(means.min()), float(means.max())
+    pad = max(0.05, 0.05 * (high - low))
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_title(
+        "Critical difference diagram: mean rank, rank 1 = best (left)\n"
+        f"a bar joins candidates that do not differ at α = {alpha:g} ({_test_text(result)})",
+        pad=22,
+    )
+    return _laid_out(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# latency.png
+
+
+def _latency(result: RunResult, labels: dict[str, str]) -> Figure | str:
+    """Box plots of request latency and time to first token per candidate."""
+    from matplotlib import pyplot as plt
+
+    ok = _ok_answers(result.answers)
+    if ok.empty or "latency_s" not in ok.columns:
+        return "no successful answers with timings"
+    names = [n for n in result.summary_json["candidates"] if n in set(ok["candidate"])]
+    panels = [
+        (column, title)
+        for column, title in (
+            ("latency_s", "Request latency, s (start → last byte)"),
+            ("ttft_s", "Time to first token, s (streamed answers)"),
+        )
+        if column in ok.columns and ok[column].notna().any()
+    ]
+    if not panels or not names:
+        return "no answer has a latency"
+    colors = _colors(list(result.summary_json["candidates"]))
+    stacked = len(names) > STACK_BARS_ABOVE
+    if stacked:
+        fig, grid = plt.subplots(
+            len(panels), 1, figsize=(max(8.0, 1.5 + 0.55 * len(names)), 3.2 * len(panels)),
+            sharex=True,
+        )  # fmt: skip
+    else:
+        width = max(4.2, 1.3 + 0.45 * len(names))
+        fig, grid = plt.subplots(1, len(panels), figsize=(width * len(panels), 4.4))
+    axes = [grid] if len(panels) == 1 else list(grid)
+    tick_labels = [labels[n] for n in names]
+    for ax, (column, title) in zip(axes, panels, strict=True):
+        data = [
+            ok.loc[ok["candidate"] == n, column].dropna().astype(float).to_numpy() for n in names
+        ]
+        boxes = ax.boxplot(
+            data,
+            tick_labels=tick_labels,
+            patch_artist=True,
+            widths=0.6,
+            medianprops={"color": "black"},
+            flierprops={"markersize": 3, "alpha": 0.6},
+        )
+        for patch, name in zip(boxes["boxes"], names, strict=True):
+            patch.set_facecolor(colors[name])
+            patch.set_alpha(0.75)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("seconds")
+        counts = [len(d) for d in data]
+        ax.set_title(f"{title}\nper successful answer, {_n_text(counts, 'answers')}")
+        if not stacked or ax is axes[-1]:
+            ax.tick_params(axis="x", labelbottom=True)
+            _rotate_ticks(ax, tick_labels)
+    return _laid_out(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# position_bias.png
+
+
+def _position_bias(result: RunResult, labels: dict[str, str]) -> Figure | str:
+    """Mean rank by presented position per judge: flat lines mean the judge reads content."""
+    from matplotlib import pyplot as plt
+
+    from raq.stats import BLOCK, position_bias
+
+    ranks = result.ranks
+    if ranks.empty or "position" not in ranks.columns or ranks["position"].isna().all():
+        return "no ranks with a presented position"
+    bias = position_bias(ranks, alpha=result.config.alpha)
+    judges = {j: d for j, d in bias["judges"].items() if len(d["mean_rank_by_position"]) >= 2}
+    if not judges:
+        return "every judge saw a single position only"
+    k = int(ranks.groupby(BLOCK).size().max())
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.5 + 0.5 * k), 4.2))
+    for judge, data in judges.items():
+        positions = sorted(data["mean_rank_by_position"])
+        p = data["p_value"]
+        flag = ", flagged" if data["flagged"] else ""
+        p_text = f"p = {p:.3g}" if math.isfinite(p) else "p = –"
+        ax.plot(
+            positions,
+            [data["mean_rank_by_position"][q] for q in positions],
+            marker="o",
+            label=f"{_text(judge)} (Kruskal–Wallis {p_text}{flag}; n = {data['n']} ranks)",
+        )
+    expected = (k + 1) / 2
+    ax.axhline(
+        expected,
+        color="0.35",
+        linestyle="--",
+        linewidth=1.2,
+        label=f"no position effect: (k+1)/2 = {expected:g}",
+    )
+    ax.set_xticks(range(1, k + 1))
+    ax.set_xlabel("presented position (1 = shown first)")
+    ax.set_ylabel("mean rank (1 = best)")
+    ax.set_ylim(0.8, k + 0.2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    ax.set_title(
+        "Judge position bias: mean rank by presented position\n"
+        f"per judge, over {bias['n']} ranks with a position; α = {bias['alpha']:g}"
+    )
+    return _laid_out(fig)
