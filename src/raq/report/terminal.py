@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -79,18 +80,12 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         title=f"{summary['name']}: {summary['n_questions']} questions, "
         f"{summary['repeats']} repeat(s), judge(s): {', '.join(summary['judges'])}",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
-    for column, justify in (
-        ("candidate", "left"),
-        ("mean rank ± std", "right"),
-        ("95% CI", "right"),
-        ("n ranks", "right"),
-        ("words/s", "right"),
-        ("answer words", "right"),
-        ("TTFT s", "right"),
-        ("failed", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("candidate", no_wrap=True)
+    for column in ("rank ± std", "95% CI", "n", "words/s", "words", "TTFT s", "failed"):
+        table.add_column(column, justify="right", no_wrap=True)
     for name, entry in summary["candidates"].items():
         ci = entry.get("mean_rank_ci95")
         table.add_row(
@@ -104,7 +99,10 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
             f"{entry['failed_answers']}/{entry['answers']}",
         )
     console.print(table)
-    console.print("[dim]rank 1 = best; CI: bootstrap over questions[/dim]")
+    console.print(
+        "[dim]rank: mean over n ranks, 1 = best; CI: 95% bootstrap over questions; "
+        "words/s and words: means over answers; TTFT: mean time to first token[/dim]"
+    )
     if test.get("name") is None:
         console.print(f"[red]{test.get('error')}[/red]")
     else:
@@ -141,7 +139,9 @@ def _print_matrix(result: RunResult, console: Console) -> None:
     if pvalues.empty:
         return
     alpha = result.summary_json["test"]["alpha"]
-    table = Table(title="adjusted p-values (* below alpha)", title_justify="left")
+    table = Table(
+        title="adjusted p-values (* below alpha)", title_justify="left", box=box.SIMPLE_HEAD
+    )
     table.add_column("")
     for name in pvalues.columns:
         table.add_column(str(name), justify="right")
