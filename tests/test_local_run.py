@@ -101,3 +101,23 @@ def test_ctrl_c_during_the_demo_leaves_no_server_behind(tmp_path: Path) -> None:
     while set(llama_servers()) - before:
         assert time.monotonic() < deadline, f"orphan server: {set(llama_servers()) - before}"
         time.sleep(0.2)
+
+
+def test_small_generation_on_the_real_model_is_valid_and_verified(tmp_path: Path) -> None:
+    from raq.config import DatasetConfig
+    from raq.dataset import load_items
+    from raq.metrics import normalize_answer
+
+    out = tmp_path / "gen.jsonl"
+    config = ROOT / "configs" / "generate-local.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "raq", "generate", "-c", str(config), "-o", str(out), "--n", "3", "-q"],
+        capture_output=True, text=True, env={**raq_cli_env(), "XDG_CACHE_HOME": str(tmp_path)},
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("generated 3/3 items")
+    items = load_items(DatasetConfig(path=str(out)))  # loads with no field mapping
+    assert len(items) == 3
+    for item in items:
+        assert item.context and normalize_answer(item.answers[0]) in normalize_answer(item.context)

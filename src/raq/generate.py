@@ -16,6 +16,8 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -178,11 +180,6 @@ class GenerateConfig(_Strict):
         g = self.generator
         if not (g.base_url and g.model):
             raise ValueError("generator: needs base_url and model")
-        if g.base_url == LOCAL_BASE_URL:
-            raise ValueError(
-                "generator: base_url 'local' (the embedded SmolLM2-135M) is too small to write "
-                "a dataset; use a stronger model"
-            )
         if self.mode is None:
             raise ValueError("mode: set documents, topics or seeds (more than one source is given)")
         if self.mode == "documents" and self.documents is None:
@@ -883,7 +880,12 @@ async def generate_async(
     try:
         with partial_path.open("w", encoding="utf-8") as partial:
             collector = _Collector(config, target, partial, seeds, with_context, reporter)
-            async with client:
+            async with contextlib.AsyncExitStack() as local, client:
+                if endpoint.base_url == LOCAL_BASE_URL:  # the embedded server (raq[local])
+                    from raq.local import serving
+
+                    server = await local.enter_async_context(serving(reporter.note))
+                    endpoint = dataclasses.replace(endpoint, base_url=server.base_url)
                 asker = _Asker(client, endpoint, config, with_context)
                 stop = await _run_plan(plan, asker, collector, client)
     finally:

@@ -8,6 +8,7 @@ downloaded at run time (``pip install 'raq[local]'``).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import importlib.util
@@ -21,6 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -308,3 +310,20 @@ class LocalModelServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(note: Callable[[str], None] | None = None) -> AsyncIterator[LocalModelServer]:
+    """The embedded server for ``base_url: local`` endpoints, started and always stopped.
+
+    Start and stop block (they poll and wait on a process), so they run in a worker thread
+    and the event loop keeps going.
+    """
+    server = LocalModelServer()
+    if note is not None:
+        note(f"starting the embedded llama.cpp server ({DEFAULT_ALIAS}) …")
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)

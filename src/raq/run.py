@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import threading
@@ -103,7 +104,7 @@ async def evaluate_async(
     store = RunStore(run_dir)
     cache = open_cache(run_config.cache, use_cache, cache_path)
     reporter = make_progress(progress)
-    local_server = None
+    local = contextlib.AsyncExitStack()
     try:
         items = await _questions(run_config, store, shard, reporter)
         _record_start(store, run_config, run_dir)
@@ -112,7 +113,9 @@ async def evaluate_async(
         pipeline = _Pipeline(run_config, store, candidates, judges, reporter)
         with_work = pipeline.endpoints_with_work(items, cache, refresh)
         if any(e.base_url == LOCAL_BASE_URL for _, e in with_work):
-            local_server = await _start_local_server(reporter)
+            from raq.local import serving
+
+            local_server = await local.enter_async_context(serving(reporter.note))
             pipeline.point_local_endpoints(local_server.base_url)
             with_work = [(role, pipeline.current(e)) for role, e in with_work]
         if preflight:
@@ -144,8 +147,7 @@ async def evaluate_async(
         raise
     finally:
         reporter.stop()
-        if local_server is not None:
-            await asyncio.to_thread(local_server.stop)
+        await local.aclose()
         if cache is not None:
             cache.close()
     from raq.result import finalize
@@ -281,16 +283,6 @@ async def _preflight(endpoints: list[tuple[str, Endpoint]]) -> None:
                 f"{role} '{endpoint.name}' at {endpoint.base_url} {problem} "
                 "(skip this check with --no-preflight)"
             )
-
-
-async def _start_local_server(reporter: Progress) -> Any:
-    """Start the embedded llama.cpp server for ``base_url: local`` endpoints."""
-    from raq.local import LocalModelServer
-
-    server = LocalModelServer()
-    reporter.note("starting the embedded llama.cpp server (SmolLM2-135M) …")
-    await asyncio.to_thread(server.start)
-    return server
 
 
 def repeats_for(judge: JudgeConfig, repeats: int) -> int:
