@@ -109,9 +109,9 @@ def test_small_generation_on_the_real_model_is_valid_and_verified(tmp_path: Path
     from raq.metrics import normalize_answer
 
     out = tmp_path / "gen.jsonl"
-    config = ROOT / "configs" / "generate-local.yaml"
+    config = str(ROOT / "configs" / "generate-local.yaml")
     done = subprocess.run(
-        [sys.executable, "-m", "raq", "generate", "-c", str(config), "-o", str(out), "--n", "3", "-q"],
+        [sys.executable, "-m", "raq", "generate", "-c", config, "-o", str(out), "--n", "3", "-q"],
         capture_output=True, text=True, env={**raq_cli_env(), "XDG_CACHE_HOME": str(tmp_path)},
         timeout=600,
     )  # fmt: skip
