@@ -16,6 +16,12 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _p(value: Any) -> str:
+    if value is None or value != value:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3g}"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -115,6 +121,12 @@ def render_markdown(result: RunResult) -> str:
             out.append(f"No pair differs significantly at alpha = {test['alpha']:g}.")
         if summary.get("power_hint"):
             out += ["", summary["power_hint"]]
+    out += _speed_section(summary)
+    out += _diagnostics_section(summary)
+    if result.plots:
+        out += ["", "## Plots", ""]
+        for key, path in result.plots.items():
+            out.append(f"![{key}]({path.relative_to(result.run_dir).as_posix()})")
     out += ["", "## Failures and requests", ""]
     fail_rows = [
         [f"candidate {n}", f"{e['failed_answers']}/{e['answers']}", _errors(e["errors"]),
@@ -142,3 +154,101 @@ def _config_yaml(result: RunResult) -> str:
     from raq.config import config_to_yaml
 
     return config_to_yaml(result.config).rstrip()
+
+
+def _percentiles(dist: dict[str, Any] | None, digits: int) -> str:
+    if not dist or not dist.get("n"):
+        return "–"
+    return (
+        f"{_fmt(dist['p50'], digits)} / {_fmt(dist['p90'], digits)} / {_fmt(dist['p99'], digits)}"
+    )
+
+
+def _speed_section(summary: dict[str, Any]) -> list[str]:
+    out = ["", "## Speed and cost", ""]
+    out.append(
+        "p50 / p90 / p99 over each candidate's successful answers. Output tokens/s is measured "
+        "after the first token: (completion tokens − 1) ÷ (latency − TTFT); token counts are the "
+        "server's, or words × 1.3 where it sent none (marked *estimated*)."
+    )
+    out.append("")
+    rows = []
+    for name, e in summary["candidates"].items():
+        d = e.get("distributions") or {}
+        cost = e.get("cost_usd")
+        rows.append(
+            [
+                name,
+                _percentiles(d.get("latency_s"), 3),
+                _percentiles(d.get("ttft_s"), 3),
+                _percentiles(d.get("output_tokens_per_second"), 1),
+                _percentiles(d.get("words_per_second"), 1),
+                f"{(e.get('tokens') or {}).get('completion', 0)}"
+                + (" (estimated)" if d.get("tokens_estimated") else ""),
+                f"{cost['total']:.4f}{' (estimated)' if cost['estimated'] else ''}"
+                if cost
+                else "–",
+            ]
+        )
+    out.append(
+        _table(
+            ["candidate", "latency s", "TTFT s", "output tokens/s", "words/s",
+             "completion tokens", "cost USD"],
+            rows,
+        )
+    )  # fmt: skip
+    return out
+
+
+def _diagnostics_section(summary: dict[str, Any]) -> list[str]:
+    diag = summary.get("diagnostics")
+    if not diag:
+        return []
+    out = ["", "## Can the judges be trusted?", ""]
+    bias = diag["position_bias"]
+    out.append(f"**Position bias.** {bias['description']}")
+    out.append("")
+    rows = []
+    for judge, entry in bias["judges"].items():
+        by_position = ", ".join(
+            f"{p}: {_fmt(v)}" for p, v in entry["mean_rank_by_position"].items()
+        )
+        flag = "**flagged**" if entry["flagged"] else "no"
+        rows.append([judge, by_position, _p(entry["p_value"]), str(entry["n"]), flag])
+    out.append(_table(["judge", "mean rank by position", "p", "n ranks", "flagged"], rows))
+    consistency = diag["self_consistency"]
+    out += ["", f"**Self-consistency.** {consistency['description']}", ""]
+    out.append(
+        _table(
+            ["judge", "mean W", "n questions"],
+            [
+                [j, _fmt(e["mean_w"]), str(e["n_questions"])]
+                for j, e in consistency["judges"].items()
+            ],
+        )
+    )
+    agreement = diag.get("judge_agreement")
+    if agreement:
+        out += ["", f"**Agreement between judges.** {agreement['description']} "
+                f"Mean tau = {_fmt(agreement['mean_tau'])} (n = {agreement['n_tau']}); "
+                f"mean W = {_fmt(agreement['kendall_w'])} (n = {agreement['n_w']})."]  # fmt: skip
+    panel = diag.get("panel")
+    if panel:
+        table = panel["table"]
+        judges = [k for k in next(iter(table.values())) if k not in ("median", "std")]
+        out += ["", f"**Panel aggregate.** {panel['description']}.", ""]
+        out.append(
+            _table(
+                ["candidate", *judges, "median", "std"],
+                [
+                    [c, *(_fmt(row[j]) for j in judges), _fmt(row["median"]), _fmt(row["std"])]
+                    for c, row in table.items()
+                ],
+            )
+        )
+    length = diag.get("length_bias")
+    if length:
+        out += ["", f"**Length bias.** {length['description']} Spearman rho = "
+                f"{_fmt(length.get('rho'))}, p = {_p(length.get('p_value'))}, "
+                f"n = {length.get('n')}."]  # fmt: skip
+    return out
