@@ -15,6 +15,7 @@ from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import judge_by_overlap
 
 N_QUESTIONS = 24
+TEST_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "test-fake.yaml"
 
 
 def raq_cli_env() -> dict[str, str]:
@@ -95,20 +96,15 @@ def make_config(tmp_path: Path, qa_file: Path, server: FakeOpenAIServer) -> Conf
     def write(
         candidates: list[str] | None = None, judges: list[dict] | None = None, **top: Any
     ) -> Path:
-        names = candidates or ["oracle", "clueless", "half"]
-        config: dict[str, Any] = {
-            "name": "test",
-            "seed": 3,
-            "dataset": {"path": str(qa_file)},
-            "candidates": [
-                {"name": n, "base_url": server.base_url, "model": n, "params": {"temperature": 0.1}}
-                for n in names
-            ],
-            "judges": judges or [{"name": "judge", "base_url": server.base_url, "model": "judge"}],
-            "repeats": 3,
-            "cache": {"enabled": False},
-            "env_file": None,
-        }
+        config = yaml.safe_load(TEST_CONFIG.read_text())
+        config["dataset"]["path"] = str(qa_file)
+        for endpoint in [*config["candidates"], *config["judges"]]:
+            endpoint["base_url"] = server.base_url
+        if candidates is not None:
+            by_name = {c["name"]: c for c in config["candidates"]}
+            config["candidates"] = [by_name[name] for name in candidates]
+        if judges is not None:
+            config["judges"] = judges
         config.update(top)
         path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.yaml')))}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
