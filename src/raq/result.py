@@ -160,23 +160,27 @@ def load_result(run_dir: Path) -> RunResult:
 
 
 def _analyse(ranks: pd.DataFrame, config: RunConfig) -> tuple[StatsResult | None, str | None]:
-    from raq.stats import analyse
-
     if ranks.empty or ranks["candidate"].nunique() < 2:
         return None, "no statistics: fewer than two candidates have ranks"
     try:
-        stats = analyse(
-            ranks,
-            test=config.stats.test,
-            p_adjust=config.p_adjust,
-            alpha=config.alpha,
-            posthoc=config.stats.posthoc,
-            n_boot=config.stats.n_boot,
-            seed=config.seed,
-        )
+        return _test(ranks, config), None
     except ValueError as exc:
         return None, f"no statistics: {exc}"
-    return stats, None
+
+
+def _test(ranks: pd.DataFrame, config: RunConfig) -> StatsResult:
+    """The configured test on these ranks (ValueError when they cannot support it)."""
+    from raq.stats import analyse
+
+    return analyse(
+        ranks,
+        test=config.stats.test,
+        p_adjust=config.p_adjust,
+        alpha=config.alpha,
+        posthoc=config.stats.posthoc,
+        n_boot=config.stats.n_boot,
+        seed=config.seed,
+    )
 
 
 def _empty_frame() -> pd.DataFrame:
@@ -298,22 +302,12 @@ def diagnostics(ranks: pd.DataFrame, answers: list[Answer], alpha: float) -> dic
 
 def per_judge_stats(ranks: pd.DataFrame, config: RunConfig) -> dict[str, Any]:
     """For a panel: the same test on each judge's ranks alone (empty for a single judge)."""
-    from raq.stats import analyse
-
     if ranks["judge"].nunique() < 2:
         return {}
     out: dict[str, Any] = {}
     for judge, rows in ranks.groupby("judge", sort=False):
         try:
-            result = analyse(
-                rows,
-                test=config.stats.test,
-                p_adjust=config.p_adjust,
-                alpha=config.alpha,
-                posthoc=config.stats.posthoc,
-                n_boot=config.stats.n_boot,
-                seed=config.seed,
-            )
+            result = _test(rows, config)
         except ValueError as exc:
             out[str(judge)] = {"error": str(exc)}
             continue

@@ -12,6 +12,8 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raq.report.cells import CANDIDATE_COLUMNS, candidate_cells, fmt, fmt_p
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -109,18 +111,11 @@ def render_html(
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
-    """A number as text; None and NaN as an en dash (never 'nan' in a report)."""
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return "–" if not math.isfinite(value) else f"{value:.{digits}f}"
-    return escape(str(value))
+    return escape(fmt(value, digits))
 
 
 def _p(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return "&lt; 0.001" if value < 0.001 else f"{value:.3g}"
+    return escape(fmt_p(value))
 
 
 def _p_is(value: Any) -> str:
@@ -216,28 +211,12 @@ def _candidates(result: RunResult, plots: dict[str, Path]) -> str:
     relabelled = any(labels.get(n, n).replace(r"\$", "$") != n for n in labels)
     rows = []
     for name, e in summary["candidates"].items():
-        ci = e.get("mean_rank_ci95")
-        row = [
-            escape(str(name)),
-            _fmt(e["mean_rank"]),
-            f"{_fmt(ci[0])}–{_fmt(ci[1])}" if ci else "–",
-            _fmt(e["median_rank"], 1),
-            _fmt(e["std_rank"]),
-            str(e["n_ranks"]),
-            _fmt(e["words_per_second"], 1),
-            _fmt(e["answer_words"], 1),
-            _fmt(e["ttft_s"], 3),
-            _fmt(e["latency_s"], 3),
-            f"{e['failed_answers']}/{e['answers']}",
-        ]
+        row = [escape(str(name)), *(escape(c) for c in candidate_cells(e))]
         if relabelled:
             label = labels[name].replace(r"\$", "$")
             row.insert(1, escape(label) if label != name else "(same)")
         rows.append(row)
-    header = [
-        "candidate", "mean rank", "95% CI", "median", "std", "n ranks", "words/s",
-        "answer words", "TTFT s (mean)", "latency s (mean)", "failed answers",
-    ]  # fmt: skip
+    header = ["candidate", *CANDIDATE_COLUMNS]
     if relabelled:
         header.insert(1, "label in plots")
     out = [
@@ -461,11 +440,12 @@ def _plots(plots: dict[str, Path], skipped: dict[str, str]) -> str:
 def _diagnostics(result: RunResult) -> str:
     out = [
         "<h2>Can the judges be trusted</h2>",
-        '<p class="desc">Checks on the judges themselves, computed from the ranks; each says '
-        "what it measures and over how many observations.</p>",
+        '<p class="desc">Checks on the judges themselves, computed from the ranks (as in '
+        "summary.json); each says what it measures and over how many observations.</p>",
     ]
-    if result.ranks.empty:
-        out.append("<p>No ranks were collected, so there is nothing to check.</p>")
+    diagnostics = result.summary_json.get("diagnostics")
+    if not diagnostics:
+        out.append("<p>No statistics were computed, so there is nothing to check.</p>")
         return "\n".join(out)
     for title, section in (
         ("Position bias", _position_bias),
@@ -474,17 +454,12 @@ def _diagnostics(result: RunResult) -> str:
         ("Length bias", _length_bias),
     ):
         out.append(f"<h3>{title}</h3>")
-        try:
-            out.append(section(result))
-        except ValueError as exc:
-            out.append(f"<p>Not available: {escape(str(exc))}.</p>")
+        out.append(section(diagnostics))
     return "\n".join(out)
 
 
-def _position_bias(result: RunResult) -> str:
-    from raq.stats import position_bias
-
-    bias = position_bias(result.ranks, alpha=result.config.alpha)
+def _position_bias(diagnostics: dict[str, Any]) -> str:
+    bias = diagnostics["position_bias"]
     positions = sorted({p for d in bias["judges"].values() for p in d["mean_rank_by_position"]})
     rows = []
     for judge, d in bias["judges"].items():
@@ -514,10 +489,8 @@ def _position_bias(result: RunResult) -> str:
     )
 
 
-def _self_consistency(result: RunResult) -> str:
-    from raq.stats import self_consistency
-
-    consistency = self_consistency(result.ranks)
+def _self_consistency(diagnostics: dict[str, Any]) -> str:
+    consistency = diagnostics["self_consistency"]
     rows = [
         [
             escape(judge),
@@ -531,10 +504,8 @@ def _self_consistency(result: RunResult) -> str:
     )
 
 
-def _agreement(result: RunResult) -> str:
-    from raq.stats import judge_agreement, panel_aggregate
-
-    agreement = judge_agreement(result.ranks)
+def _agreement(diagnostics: dict[str, Any]) -> str:
+    agreement = diagnostics.get("judge_agreement")
     if agreement is None:
         return "<p>A single judge: nothing to compare (a panel of judges reduces judge bias).</p>"
     out = [
@@ -551,9 +522,9 @@ def _agreement(result: RunResult) -> str:
             name_columns=2,
         ),
     ]
-    panel = panel_aggregate(result.ranks)
-    if panel is not None:
-        columns = [str(c) for c in panel.columns]
+    panel = (diagnostics.get("panel") or {}).get("table")
+    if panel:
+        columns = list(next(iter(panel.values())))
         out.append(
             "<p class=\"desc\">Panel aggregate (the article's proposal): each judge's mean rank "
             "of each candidate, with the median and std across judges; a large std means the "
@@ -563,21 +534,18 @@ def _agreement(result: RunResult) -> str:
             _table(
                 ["candidate", *(escape(c) for c in columns)],
                 [
-                    [escape(str(name)), *(_fmt(float(v)) for v in row.to_numpy())]
-                    for name, row in panel.iterrows()
+                    [escape(str(name)), *(_fmt(row[c]) for c in columns)]
+                    for name, row in panel.items()
                 ],
             )
         )
     return "\n".join(out)
 
 
-def _length_bias(result: RunResult) -> str:
-    from raq.stats import length_bias
-
-    words = _answer_words(result.answers)
-    if words is None or words.empty:
+def _length_bias(diagnostics: dict[str, Any]) -> str:
+    bias = diagnostics.get("length_bias")
+    if not bias:
         return "<p>No successful answer has a word count.</p>"
-    bias = length_bias(result.ranks, words)
     rows = [["all judges", _fmt(bias["rho"]), _p(bias["p_value"]), str(bias["n"])]]
     rows += [
         [escape(judge), _fmt(d["rho"]), _p(d["p_value"]), str(d["n"])]
@@ -588,16 +556,6 @@ def _length_bias(result: RunResult) -> str:
         "the longer answers really are better: read it next to the answers themselves.</p>"
         + _table(["judge", "Spearman rho", "p", "n (answer, rank) pairs"], rows)
     )
-
-
-def _answer_words(answers: pd.DataFrame) -> pd.DataFrame | None:
-    needed = {"question_id", "candidate", "words"}
-    if answers.empty or not needed <= set(answers.columns):
-        return None
-    ok = answers["words"].notna()
-    if "error" in answers.columns:
-        ok &= answers["error"].isna()
-    return answers.loc[ok, ["question_id", "candidate", "words"]]
 
 
 # ---------------------------------------------------------------------------------------------

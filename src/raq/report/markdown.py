@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from raq.report.cells import CANDIDATE_COLUMNS, candidate_cells, fmt, fmt_p
+
 if TYPE_CHECKING:
     from raq.result import RunResult
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return "–" if value != value else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _p(value: Any) -> str:
-    if value is None or value != value:
-        return "–"
-    return "< 0.001" if value < 0.001 else f"{value:.3g}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -53,31 +41,8 @@ def render_markdown(result: RunResult) -> str:
         "(the article's definition); TTFT = time to first token of the streamed answer."
     )
     out.append("")
-    rows = []
-    for name, e in summary["candidates"].items():
-        ci = e.get("mean_rank_ci95")
-        rows.append(
-            [
-                name,
-                _fmt(e["mean_rank"]),
-                f"{_fmt(ci[0])}–{_fmt(ci[1])}" if ci else "–",
-                _fmt(e["median_rank"], 1),
-                _fmt(e["std_rank"]),
-                str(e["n_ranks"]),
-                _fmt(e["words_per_second"], 1),
-                _fmt(e["answer_words"], 1),
-                _fmt(e["ttft_s"], 3),
-                _fmt(e["latency_s"], 3),
-                f"{e['failed_answers']}/{e['answers']}",
-            ]
-        )
-    out.append(
-        _table(
-            ["candidate", "mean rank", "95% CI", "median", "std", "n ranks", "words/s",
-             "answer words", "TTFT s (mean)", "latency s (mean)", "failed answers"],
-            rows,
-        )
-    )  # fmt: skip
+    rows = [[name, *candidate_cells(e)] for name, e in summary["candidates"].items()]
+    out.append(_table(["candidate", *CANDIDATE_COLUMNS], rows))
     out += ["", "## Which candidates differ", ""]
     if test.get("name") is None:
         out.append(f"No test was run: {test.get('error')}.")
@@ -113,8 +78,8 @@ def render_markdown(result: RunResult) -> str:
             out.append(
                 _table(
                     ["A", "B", "adjusted p", "mean rank A − B", "win rate A over B", "n pairs"],
-                    [[p["a"], p["b"], f"{p['p_adjusted']:.3g}", _fmt(p["mean_rank_diff"]),
-                      _fmt(p["win_rate_a"]), str(p["n_pairs"])] for p in sig],
+                    [[p["a"], p["b"], f"{p['p_adjusted']:.3g}", fmt(p["mean_rank_diff"]),
+                      fmt(p["win_rate_a"]), str(p["n_pairs"])] for p in sig],
                 )
             )  # fmt: skip
         else:
@@ -159,9 +124,7 @@ def _config_yaml(result: RunResult) -> str:
 def _percentiles(dist: dict[str, Any] | None, digits: int) -> str:
     if not dist or not dist.get("n"):
         return "–"
-    return (
-        f"{_fmt(dist['p50'], digits)} / {_fmt(dist['p90'], digits)} / {_fmt(dist['p99'], digits)}"
-    )
+    return f"{fmt(dist['p50'], digits)} / {fmt(dist['p90'], digits)} / {fmt(dist['p99'], digits)}"
 
 
 def _speed_section(summary: dict[str, Any]) -> list[str]:
@@ -210,11 +173,9 @@ def _diagnostics_section(summary: dict[str, Any]) -> list[str]:
     out.append("")
     rows = []
     for judge, entry in bias["judges"].items():
-        by_position = ", ".join(
-            f"{p}: {_fmt(v)}" for p, v in entry["mean_rank_by_position"].items()
-        )
+        by_position = ", ".join(f"{p}: {fmt(v)}" for p, v in entry["mean_rank_by_position"].items())
         flag = "**flagged**" if entry["flagged"] else "no"
-        rows.append([judge, by_position, _p(entry["p_value"]), str(entry["n"]), flag])
+        rows.append([judge, by_position, fmt_p(entry["p_value"]), str(entry["n"]), flag])
     out.append(_table(["judge", "mean rank by position", "p", "n ranks", "flagged"], rows))
     consistency = diag["self_consistency"]
     out += ["", f"**Self-consistency.** {consistency['description']}", ""]
@@ -222,7 +183,7 @@ def _diagnostics_section(summary: dict[str, Any]) -> list[str]:
         _table(
             ["judge", "mean W", "n questions"],
             [
-                [j, _fmt(e["mean_w"]), str(e["n_questions"])]
+                [j, fmt(e["mean_w"]), str(e["n_questions"])]
                 for j, e in consistency["judges"].items()
             ],
         )
@@ -230,8 +191,8 @@ def _diagnostics_section(summary: dict[str, Any]) -> list[str]:
     agreement = diag.get("judge_agreement")
     if agreement:
         out += ["", f"**Agreement between judges.** {agreement['description']} "
-                f"Mean tau = {_fmt(agreement['mean_tau'])} (n = {agreement['n_tau']}); "
-                f"mean W = {_fmt(agreement['kendall_w'])} (n = {agreement['n_w']})."]  # fmt: skip
+                f"Mean tau = {fmt(agreement['mean_tau'])} (n = {agreement['n_tau']}); "
+                f"mean W = {fmt(agreement['kendall_w'])} (n = {agreement['n_w']})."]  # fmt: skip
     panel = diag.get("panel")
     if panel:
         table = panel["table"]
@@ -241,7 +202,7 @@ def _diagnostics_section(summary: dict[str, Any]) -> list[str]:
             _table(
                 ["candidate", *judges, "median", "std"],
                 [
-                    [c, *(_fmt(row[j]) for j in judges), _fmt(row["median"]), _fmt(row["std"])]
+                    [c, *(fmt(row[j]) for j in judges), fmt(row["median"]), fmt(row["std"])]
                     for c, row in table.items()
                 ],
             )
@@ -249,6 +210,6 @@ def _diagnostics_section(summary: dict[str, Any]) -> list[str]:
     length = diag.get("length_bias")
     if length:
         out += ["", f"**Length bias.** {length['description']} Spearman rho = "
-                f"{_fmt(length.get('rho'))}, p = {_p(length.get('p_value'))}, "
+                f"{fmt(length.get('rho'))}, p = {fmt_p(length.get('p_value'))}, "
                 f"n = {length.get('n')}."]  # fmt: skip
     return out

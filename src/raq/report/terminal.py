@@ -16,6 +16,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from raq.report.cells import fmt
+
 if TYPE_CHECKING:
     from raq.result import RunResult
 
@@ -61,16 +63,6 @@ class RichProgress:
             self._started = False
 
 
-def _fmt(value: object, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return "–"
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def print_result(result: RunResult, console: Console | None = None) -> None:
     """The candidate table, the significance matrix and what went wrong, for a terminal."""
     console = console or Console()
@@ -90,12 +82,12 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         ci = entry.get("mean_rank_ci95")
         table.add_row(
             name,
-            f"{_fmt(entry['mean_rank'])} ± {_fmt(entry['std_rank'])}",
-            f"{_fmt(ci[0])}–{_fmt(ci[1])}" if ci else "–",
+            f"{fmt(entry['mean_rank'])} ± {fmt(entry['std_rank'])}",
+            f"{fmt(ci[0])}–{fmt(ci[1])}" if ci else "–",
             str(entry["n_ranks"]),
-            _fmt(entry["words_per_second"], 1),
-            _fmt(entry["answer_words"], 1),
-            _fmt(entry["ttft_s"], 3),
+            fmt(entry["words_per_second"], 1),
+            fmt(entry["answer_words"], 1),
+            fmt(entry["ttft_s"], 3),
             f"{entry['failed_answers']}/{entry['answers']}",
         )
     console.print(table)
@@ -173,9 +165,9 @@ def print_comparison(
         for metric, digits in metrics:
             cell = row[metric]
             change = f" ({cell['change']:+.{digits}f})" if cell["change"] is not None else ""
-            cells.append(f"{_fmt(cell['a'], digits)} → {_fmt(cell['b'], digits)}{change}")
+            cells.append(f"{fmt(cell['a'], digits)} → {fmt(cell['b'], digits)}{change}")
         failed = row["failed_answers"]
-        cells.append(f"{_fmt(failed['a'])} → {_fmt(failed['b'])}")
+        cells.append(f"{fmt(failed['a'])} → {fmt(failed['b'])}")
         table.add_row(row["candidate"], *cells)
     console.print(table)
     for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
