@@ -25,6 +25,7 @@ from tenacity.wait import wait_random_exponential
 from raq.records import Completion
 
 if TYPE_CHECKING:
+    from raq.config import EndpointConfig
     from raq.store import ResponseCache
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -44,6 +45,23 @@ class Endpoint:
     cache_url: str | None = None
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+
+
+def endpoint_for(config: EndpointConfig, role: str, env_file: str | None) -> Endpoint:
+    """The Endpoint a candidate, judge or generator config names, with its key resolved."""
+    from raq.config import resolve_api_key
+
+    assert config.base_url and config.model
+    return Endpoint(
+        name=config.name,
+        base_url=config.base_url,
+        cache_url=config.base_url,
+        model=config.model,
+        api_key=resolve_api_key(config, role, env_file),
+        concurrency=config.concurrency,
+        requests_per_minute=config.requests_per_minute,
+        tokens_per_minute=config.tokens_per_minute,
+    )
 
 
 class RequestError(Exception):

@@ -31,7 +31,7 @@ from typing import IO, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from raq.client import ChatClient, Endpoint
+from raq.client import ChatClient, Endpoint, endpoint_for
 from raq.config import (
     LOCAL_BASE_URL,
     CacheConfig,
@@ -41,7 +41,6 @@ from raq.config import (
     existing_path,
     load_env_file,
     load_yaml_model,
-    resolve_api_key,
 )
 from raq.dataset import BUILTIN_PREFIX, LOCAL_BUILDERS, _load_rows, _lookup, load_items
 from raq.errors import ConfigError, DatasetError
@@ -820,21 +819,6 @@ def _check_output(out: Path, fmt: str) -> None:
 # Entry points
 
 
-def _endpoint(config: GenerateConfig) -> Endpoint:
-    g = config.generator
-    assert g.base_url and g.model
-    return Endpoint(
-        name=g.name,
-        base_url=g.base_url,
-        cache_url=g.base_url,
-        model=g.model,
-        api_key=resolve_api_key(g, "generator", config.env_file),
-        concurrency=g.concurrency,
-        requests_per_minute=g.requests_per_minute,
-        tokens_per_minute=g.tokens_per_minute,
-    )
-
-
 async def generate_async(
     config: GenerateConfig | str | Path,
     out: str | Path,
@@ -854,7 +838,7 @@ async def generate_async(
     _check_output(out, fmt)
     check_independence(config.generator, config.forbid_models)
     load_env_file(config.env_file)
-    endpoint = _endpoint(config)
+    endpoint = endpoint_for(config.generator, "generator", config.env_file)
     target = n or config.n
     budget = math.ceil(target / config.per_request) * 3
     seeds = load_items(config.seeds.as_dataset(), config.seed) if config.seeds else []

@@ -13,17 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raq.answers import answer_fingerprint, answer_request, ask_candidate
-from raq.client import ChatClient, Endpoint, probe
+from raq.client import ChatClient, Endpoint, endpoint_for, probe
 from raq.config import (
     LOCAL_BASE_URL,
     CandidateConfig,
-    EndpointConfig,
     JudgeConfig,
     RunConfig,
     config_to_yaml,
     load_config,
     load_env_file,
-    resolve_api_key,
 )
 from raq.errors import ConfigError, EndpointError, RaqError, StoreError
 from raq.judge import (
@@ -94,9 +92,13 @@ async def evaluate_async(
     """Evaluate the candidates of a config and write the run directory; see ``evaluate``."""
     run_config = _load(config, limit=limit, repeats=repeats)
     load_env_file(run_config.env_file)
-    candidates = {c.name: _endpoint(c, "candidate", run_config) for c in run_config.candidates}
+    candidates = {
+        c.name: endpoint_for(c, "candidate", run_config.env_file) for c in run_config.candidates
+    }
     judges = {
-        j.name: JudgeSession(j, _endpoint(j, "judge", run_config) if j.kind == "llm" else None)
+        j.name: JudgeSession(
+            j, endpoint_for(j, "judge", run_config.env_file) if j.kind == "llm" else None
+        )
         for j in run_config.judges
     }
     run_dir = Path(output) if output else default_run_dir(run_config)
@@ -166,20 +168,6 @@ def _load(
         data = config.model_dump(mode="json", exclude_unset=True)
         return load_config(data, overrides)
     return load_config(config, overrides)
-
-
-def _endpoint(config: EndpointConfig, role: str, run_config: RunConfig) -> Endpoint:
-    assert config.base_url and config.model
-    return Endpoint(
-        name=config.name,
-        base_url=config.base_url,
-        cache_url=config.base_url,
-        model=config.model,
-        api_key=resolve_api_key(config, role, run_config.env_file),
-        concurrency=config.concurrency,
-        requests_per_minute=config.requests_per_minute,
-        tokens_per_minute=config.tokens_per_minute,
-    )
 
 
 def _check_run_dir(run_dir: Path) -> None:
