@@ -23,7 +23,7 @@ from raq.config import (
     load_config,
     load_env_file,
 )
-from raq.errors import ConfigError, EndpointError, RaqError, StoreError
+from raq.errors import ConfigError, EndpointError, StoreError
 from raq.judge import (
     JudgeSession,
     judgment_fingerprint,
@@ -37,12 +37,6 @@ from raq.store import STORE_NAME, ResponseCache, RunStore, open_cache
 
 if TYPE_CHECKING:
     from raq.result import RunResult
-
-
-class RunFailed(RaqError):
-    """The run finished but broke a configured limit (failure rate, gate)."""
-
-    exit_code = 1
 
 
 def default_run_dir(config: RunConfig) -> Path:

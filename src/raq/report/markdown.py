@@ -102,7 +102,18 @@ def render_markdown(result: RunResult) -> str:
          str(e["cached_judgments"])]
         for n, e in summary["judges"].items()
     ]  # fmt: skip
-    out.append(_table(["who", "failed", "errors", "from store/cache"], fail_rows))
+    out.append(_table(["who", "failed", "errors", "from the response cache"], fail_rows))
+    requests = summary.get("requests") or {}
+    if requests:
+        out += [
+            "",
+            "Calls in the latest invocation (records reused from the run store are not called):",
+            "",
+        ]
+        keys = ["requests", "cache_hits", "retries", "throttled", "failures"]
+        rows = [[n, *(str(c.get(k, 0)) for k in keys)] for n, c in requests.items()]
+        header = ["endpoint", "HTTP requests", "from cache", "retries", "429s", "failed"]
+        out.append(_table(header, rows))
     for name, reason in (summary.get("disabled_endpoints") or {}).items():
         out += ["", f"**Endpoint disabled:** {name}: {reason}"]
     for problem in result.problems:
