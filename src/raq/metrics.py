@@ -45,13 +45,22 @@ def estimate_tokens(text: str | None) -> int:
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 
 
+class _PunctuationToSpace(dict[int, int]):
+    """A str.translate table that decides each character once: punctuation becomes a space."""
+
+    def __missing__(self, codepoint: int) -> int:
+        char = chr(codepoint)
+        punctuation = char in string.punctuation or unicodedata.category(char).startswith("P")
+        self[codepoint] = 32 if punctuation else codepoint
+        return self[codepoint]
+
+
+_PUNCTUATION_TO_SPACE = _PunctuationToSpace()
+
+
 def normalize_answer(text: str) -> str:
     """Lower-case, drop punctuation and English articles, fold whitespace (SQuAD's rule)."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = "".join(
-        " " if (ch in string.punctuation or unicodedata.category(ch).startswith("P")) else ch
-        for ch in text
-    )
+    text = unicodedata.normalize("NFKC", text).lower().translate(_PUNCTUATION_TO_SPACE)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
