@@ -1,7 +1,7 @@
 """Regenerate the CLI reference in README.md from `raq --help` (so the docs never drift).
 
-    python scripts/cli_reference.py          # rewrite the section
-    python scripts/cli_reference.py --check  # exit 1 if README.md is out of date
+python scripts/cli_reference.py          # rewrite the section
+python scripts/cli_reference.py --check  # exit 1 if README.md is out of date
 """
 
 from __future__ import annotations
