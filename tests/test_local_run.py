@@ -81,7 +81,8 @@ def test_demo_command_runs_offline_and_stops_its_server(tmp_path: Path) -> None:
     assert set(llama_servers()) <= before
 
 
-def test_ctrl_c_during_the_demo_leaves_no_server_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopping_the_demo_leaves_no_server_behind(tmp_path: Path, stop: signal.Signals) -> None:
     before = set(llama_servers())
     process = subprocess.Popen(
         [sys.executable, "-m", "raq", "demo", "-o", str(tmp_path / "x"), "-q"],
@@ -93,7 +94,7 @@ def test_ctrl_c_during_the_demo_leaves_no_server_behind(tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "the demo never started its server"
         time.sleep(0.2)
     time.sleep(2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "raq run --resume" in stderr

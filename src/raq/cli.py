@@ -7,6 +7,7 @@ and exit code 2; a broken limit or failed gate exits 1; Ctrl-C exits 130.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import sys
@@ -98,6 +99,11 @@ def run(
             config = _stored_config(resume)
     if config is None:
         raise typer.BadParameter("give --config FILE (or --resume RUN_DIR)")
+    if output is None:  # named here so an interrupted run can say where it is
+        from raq.config import load_config
+        from raq.run import default_run_dir
+
+        output = default_run_dir(load_config(config))
     try:
         result = evaluate(
             config,
@@ -110,8 +116,8 @@ def run(
             progress=not quiet,
             shard=_parse_shard(shard),
         )
-    except KeyboardInterrupt:
-        where = output or "the run directory printed above"
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        where = output
         typer.echo(
             f"\nraq: interrupted; nothing stored is lost. Resume with: raq run --resume {where}",
             err=True,
@@ -324,10 +330,12 @@ def serve_local(
     port: Annotated[int | None, typer.Option(help="Port (default: a free one).")] = None,
 ) -> None:
     """Serve the embedded SmolLM2-135M model on loopback until Ctrl-C (needs the 'local' extra)."""
+    import signal
     import time
 
     from raq.local import DEFAULT_ALIAS, LocalModelServer
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on kill, too
     with LocalModelServer(port=port) as server:
         typer.echo(f"serving model '{DEFAULT_ALIAS}' at {server.base_url} (Ctrl-C stops it)")
         try:

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import signal
 import threading
+from collections.abc import Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from raq.answers import answer_fingerprint, answer_request, ask_candidate
 from raq.client import ChatClient, Endpoint, endpoint_for, probe
@@ -38,6 +40,8 @@ from raq.store import STORE_NAME, ResponseCache, RunStore, open_cache
 if TYPE_CHECKING:
     from raq.result import RunResult
 
+T = TypeVar("T")
+
 
 def default_run_dir(config: RunConfig) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -53,7 +57,7 @@ def evaluate(config: str | Path | RunConfig | dict, **options: Any) -> RunResult
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(evaluate_async(config, **options))
+        return asyncio.run(_cancel_on_sigterm(evaluate_async(config, **options)))
     outcome: dict[str, Any] = {}
 
     def work() -> None:
@@ -68,6 +72,22 @@ def evaluate(config: str | Path | RunConfig | dict, **options: Any) -> RunResult
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+async def _cancel_on_sigterm(work: Coroutine[Any, Any, T]) -> T:
+    """SIGTERM (a CI timeout, ``kill``) stops the run like Ctrl-C: stored, resumable, no orphan
+    local server. Only possible in the main thread, where the CLI runs."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return await work
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def evaluate_async(
