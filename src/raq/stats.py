@@ -403,8 +403,11 @@ def bootstrap_mean_rank_ci(
     rng = np.random.default_rng(seed)
     n_q = len(questions)
     means = np.empty((n_boot, sums.shape[1]))
-    for start in range(0, n_boot, 256):  # chunks keep the weight matrix small
-        size = min(256, n_boot - start)
+    # Chunks of resamples bound the weight matrix (≤ 2 MB whatever the number of questions),
+    # so memory stays flat as datasets grow.
+    chunk = max(1, min(256, 262_144 // max(n_q, 1)))
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
         draws = rng.integers(0, n_q, size=(size, n_q))
         weights = np.zeros((size, n_q))
         np.add.at(weights, (np.arange(size)[:, None], draws), 1.0)
