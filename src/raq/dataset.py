@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from raq.records import QAItem
 
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 BUILTIN_PREFIX = "builtin:"
+Row = tuple[int, dict[str, Any]]
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
 
 
@@ -35,17 +37,21 @@ def load_dataset_items(
     config: DatasetConfig, seed: int = 0
 ) -> tuple[list[QAItem], list[dict[str, Any]]]:
     """The questions and the generators (name, model, base_url) that wrote any of them."""
-    rows = _load_rows(config, seed)
     generators: dict[str, dict[str, Any]] = {}
-    for _, row in rows:
-        provenance = row.get("provenance") if isinstance(row, dict) else None
-        generator = provenance.get("generator") if isinstance(provenance, dict) else None
-        if isinstance(generator, dict):
-            generators.setdefault(json.dumps(generator, sort_keys=True), generator)
-    return _map_rows(rows, config), list(generators.values())
+
+    def noting_generators(rows: Iterator[Row]) -> Iterator[Row]:
+        for index, row in rows:
+            provenance = row.get("provenance") if isinstance(row, dict) else None
+            generator = provenance.get("generator") if isinstance(provenance, dict) else None
+            if isinstance(generator, dict):
+                generators.setdefault(json.dumps(generator, sort_keys=True), generator)
+            yield index, row
+
+    items = _map_rows(noting_generators(_load_rows(config, seed)), config)
+    return items, list(generators.values())
 
 
-def _map_rows(rows: list[tuple[int, dict[str, Any]]], config: DatasetConfig) -> list[QAItem]:
+def _map_rows(rows: Iterator[Row], config: DatasetConfig) -> list[QAItem]:
     items, skipped = [], 0
     seen: dict[str, int] = {}
     for row_index, row in rows:
@@ -67,7 +73,8 @@ def _map_rows(rows: list[tuple[int, dict[str, Any]]], config: DatasetConfig) -> 
     return items
 
 
-def _load_rows(config: DatasetConfig, seed: int) -> list[tuple[int, dict[str, Any]]]:
+def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
+    """Rows in run order, fetched one at a time (the dataset is loaded here, eagerly)."""
     import datasets
 
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)
@@ -102,7 +109,7 @@ def _load_rows(config: DatasetConfig, seed: int) -> list[tuple[int, dict[str, An
     # Map a little more than the limit, since rows without an answer are skipped.
     if config.limit:
         indices = indices[: max(config.limit * 2, config.limit + 100)]
-    return [(i, data[i]) for i in indices]
+    return ((i, data[i]) for i in indices)
 
 
 def _check_json_lines(path: Path) -> None:

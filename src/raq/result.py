@@ -5,6 +5,7 @@ pandas and the statistics enter here, at the boundary, never in the pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -53,11 +54,14 @@ class RunRecords:
     config: RunConfig
     items: list[QAItem]
     answers: list[Answer]
-    judgments: list[Judgment]
+    ranks: pd.DataFrame
+    judge_tallies: dict[str, dict[str, Any]]  # per judge: counts, modes, errors
     meta: dict[str, Any]
 
 
-def read_records(store: RunStore) -> RunRecords:
+def read_records(store: RunStore, judgments_jsonl: Path | None = None) -> RunRecords:
+    """Read the current config's records; judgments stream through once (to ``judgments_jsonl``
+    when given) into the ranks table and per-judge tallies, never held as objects."""
     from raq.run import repeats_for
 
     config = RunConfig.model_validate(store.get_meta("config"))
@@ -68,27 +72,57 @@ def read_records(store: RunStore) -> RunRecords:
     answers = [
         a for a in store.answers() if a.question_id in question_ids and a.candidate in candidates
     ]
-    judgments = [
+    judgments = (
         j
         for j in store.judgments()
         if j.question_id in question_ids and j.judge in repeats and j.repeat < repeats[j.judge]
-    ]
+    )
+    tallies = {name: _new_tally() for name in repeats}
+    rank_rows: list[tuple] = []
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(_JsonlWriter(judgments_jsonl)) if judgments_jsonl else None
+        for judgment in judgments:
+            _tally(tallies[judgment.judge], judgment)
+            rank_rows += _rank_rows(judgment)
+            if out is not None:
+                out.write(_judgment_row(judgment))
     meta = {
         key: store.get_meta(key)
         for key in ("name", "created_at", "updated_at", "status", "requests", "disabled_endpoints")
     }
-    return RunRecords(config, items, answers, judgments, meta)
+    return RunRecords(config, items, answers, ranks_frame(rank_rows), tallies, meta)
 
 
-def ranks_frame(judgments: list[Judgment]) -> pd.DataFrame:
-    import pandas as pd
-
-    rows = [
+def _rank_rows(judgment: Judgment) -> list[tuple]:
+    if not judgment.ok:
+        return []
+    j = judgment
+    return [
         (j.question_id, j.repeat, j.judge, name, rank, j.presented_order.index(name) + 1)
-        for j in judgments
-        if j.ok
         for name, rank in j.ranks.items()
     ]
+
+
+def _new_tally() -> dict[str, Any]:
+    return {"judgments": 0, "failed_judgments": 0, "cached_judgments": 0, "modes": {}, "errors": {}}
+
+
+def _tally(tally: dict[str, Any], judgment: Judgment) -> None:
+    tally["judgments"] += 1
+    tally["cached_judgments"] += judgment.cached
+    if not judgment.ok:
+        tally["failed_judgments"] += 1
+    elif judgment.mode:
+        tally["modes"][judgment.mode] = tally["modes"].get(judgment.mode, 0) + 1
+    if judgment.error:
+        kind = judgment.error.split(":")[0][:80]
+        tally["errors"][kind] = tally["errors"].get(kind, 0) + 1
+
+
+def ranks_frame(rows: list[tuple]) -> pd.DataFrame:
+    """The long ranks table (question_id, repeat, judge, candidate, rank, position)."""
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=RANK_COLUMNS)
     return frame.astype(
         {
@@ -110,12 +144,11 @@ def answers_frame(answers: list[Answer]) -> pd.DataFrame:
 
 def finalize(run_dir: Path, store: RunStore) -> RunResult:
     """Render every output file of the run directory from the store and build the result."""
-    records = read_records(store)
+    records = read_records(store, judgments_jsonl=run_dir / "judgments.jsonl")
     config = records.config
-    ranks = ranks_frame(records.judgments)
+    ranks = records.ranks
     answers = answers_frame(records.answers)
     _write_jsonl(run_dir / "answers.jsonl", (_answer_row(a) for a in records.answers))
-    _write_jsonl(run_dir / "judgments.jsonl", (_judgment_row(j) for j in records.judgments))
     ranks.to_csv(run_dir / "ranks.csv", index=False)
 
     stats, stats_error = _analyse(ranks, config)
@@ -237,15 +270,7 @@ def build_summary(
         candidates[name] = entry
     judges: dict[str, Any] = {}
     for judge in config.judges:
-        own_j = [j for j in records.judgments if j.judge == judge.name]
-        judges[judge.name] = {
-            "kind": judge.kind,
-            "judgments": len(own_j),
-            "failed_judgments": sum(1 for j in own_j if not j.ok),
-            "cached_judgments": sum(j.cached for j in own_j),
-            "modes": _mode_counts(own_j),
-            "errors": _error_counts(own_j),
-        }
+        judges[judge.name] = {"kind": judge.kind, **records.judge_tallies[judge.name]}
     summary: dict[str, Any] = {
         "name": config.name,
         "candidates": candidates,
@@ -393,14 +418,6 @@ def _error_counts(records: list[Answer] | list[Judgment]) -> dict[str, int]:
     return counts
 
 
-def _mode_counts(judgments: list[Judgment]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for j in judgments:
-        if j.ok and j.mode:
-            counts[j.mode] = counts.get(j.mode, 0) + 1
-    return counts
-
-
 def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
@@ -496,12 +513,32 @@ def _judgment_row(judgment: Judgment) -> dict[str, Any]:
     }
 
 
+class _JsonlWriter:
+    """Writes JSON lines to a temporary file that replaces ``path`` only when complete."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_suffix(path.suffix + ".tmp")
+
+    def __enter__(self) -> _JsonlWriter:
+        self._file = self.tmp.open("w", encoding="utf-8")
+        return self
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._file.write(json.dumps(_json_safe(row), ensure_ascii=False) + "\n")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._file.close()
+        if exc_type is None:
+            self.tmp.replace(self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
 def _write_jsonl(path: Path, rows: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
+    with _JsonlWriter(path) as out:
         for row in rows:
-            out.write(json.dumps(_json_safe(row), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+            out.write(row)
 
 
 def _json_safe(value: Any) -> Any:
