@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -187,8 +187,34 @@ def cache_key(endpoint: Endpoint, body: dict[str, Any], salt: str = "") -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
+class RequestSettings(Protocol):
+    """The request settings a run config and a generate config share."""
+
+    timeout_s: float
+    max_retries: int
+    concurrency: int
+    max_consecutive_failures: int
+    retry_base_s: float
+    retry_max_s: float
+
+
 class ChatClient:
     """Sends chat completions with pooling, bounded concurrency, retries and caching."""
+
+    @classmethod
+    def from_settings(
+        cls, settings: RequestSettings, *, cache: ResponseCache | None, refresh: bool
+    ) -> ChatClient:
+        return cls(
+            timeout_s=settings.timeout_s,
+            max_retries=settings.max_retries,
+            concurrency=settings.concurrency,
+            max_consecutive_failures=settings.max_consecutive_failures,
+            retry_base_s=settings.retry_base_s,
+            retry_max_s=settings.retry_max_s,
+            cache=cache,
+            refresh=refresh,
+        )
 
     def __init__(
         self,

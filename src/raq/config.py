@@ -41,6 +41,11 @@ DEFAULT_JUDGE_PROMPT = (
 LOCAL_BASE_URL = "local"
 
 
+def endpoint_identity(base_url: str | None, model: str | None) -> tuple[str, str]:
+    """What makes two endpoints the same model: the normalised URL and the model name."""
+    return ((base_url or "").rstrip("/").lower(), (model or "").lower())
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -108,8 +113,7 @@ class EndpointConfig(_Strict):
         return value
 
     def identity(self) -> tuple[str, str]:
-        """What makes two endpoints the same model: the normalised URL and the model name."""
-        return ((self.base_url or "").rstrip("/").lower(), (self.model or "").lower())
+        return endpoint_identity(self.base_url, self.model)
 
 
 class CandidateConfig(EndpointConfig):

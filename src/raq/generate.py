@@ -146,6 +146,8 @@ class GenerateConfig(_Strict):
     concurrency: int = Field(default=16, ge=1)
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    retry_base_s: float = Field(default=0.5, ge=0, description="first backoff, doubling")
+    retry_max_s: float = Field(default=30.0, ge=0, description="longest backoff or Retry-After")
     max_consecutive_failures: int = Field(default=20, ge=1)
     env_file: str | None = "env/var.env"
     cache: CacheConfig = CacheConfig()
@@ -829,7 +831,7 @@ async def generate_async(
     refresh: bool = False,
     use_cache: bool | None = None,
     cache_path: str | Path | None = None,
-    retry_base_s: float = 0.5,
+    retry_base_s: float | None = None,
 ) -> GenerationReport:
     """Generate until ``n`` items are accepted or the plan is spent; write ``out`` atomically."""
     if not isinstance(config, GenerateConfig):
@@ -848,15 +850,9 @@ async def generate_async(
     plan = build_plan(config, budget, chunks=chunks, seeds=seeds)
     reporter = make_progress(progress)
     cache = open_cache(config.cache, use_cache, cache_path)
-    client = ChatClient(
-        timeout_s=config.timeout_s,
-        max_retries=config.max_retries,
-        concurrency=config.concurrency,
-        max_consecutive_failures=config.max_consecutive_failures,
-        retry_base_s=retry_base_s,
-        cache=cache,
-        refresh=refresh,
-    )
+    if retry_base_s is not None:  # an override for tests and scripts
+        config = config.model_copy(update={"retry_base_s": retry_base_s})
+    client = ChatClient.from_settings(config, cache=cache, refresh=refresh)
     client.on_event = lambda kind, message: reporter.note(message)
     partial_path = Path(f"{out}.partial")
     partial_path.parent.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,7 @@ def _tally(tally: dict[str, Any], judgment: Judgment) -> None:
     elif judgment.mode:
         tally["modes"][judgment.mode] = tally["modes"].get(judgment.mode, 0) + 1
     if judgment.error:
-        kind = judgment.error.split(":")[0][:80]
+        kind = error_kind(judgment.error)
         tally["errors"][kind] = tally["errors"].get(kind, 0) + 1
 
 
@@ -413,9 +413,14 @@ def _error_counts(records: list[Answer] | list[Judgment]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for record in records:
         if record.error:
-            kind = record.error.split(":")[0][:80]
+            kind = error_kind(record.error)
             counts[kind] = counts.get(kind, 0) + 1
     return counts
+
+
+def error_kind(error: str) -> str:
+    """What errors are counted by in reports: the text before the first colon ("HTTP 503")."""
+    return error.split(":")[0][:80]
 
 
 def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
