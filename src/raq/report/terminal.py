@@ -95,6 +95,13 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         "[dim]rank: mean over n ranks, 1 = best; CI: 95% bootstrap over questions; "
         "words/s and words: means over answers; TTFT: mean time to first token[/dim]"
     )
+    cached = sum(e["cached_answers"] for e in summary["candidates"].values())
+    if cached:
+        total = sum(e["answers"] for e in summary["candidates"].values())
+        console.print(
+            f"[dim]{cached} of {total} answers came from the response cache; their speed "
+            "metrics are those of the original calls (--refresh to call again)[/dim]"
+        )
     if test.get("name") is None:
         console.print(f"[red]{test.get('error')}[/red]")
     else:
