@@ -454,10 +454,10 @@ async def _run_pipeline(
     original = getattr(pipeline_cls, "run", None)
     if original is not None:
 
-        async def timed_run(self: Any, items: Any) -> None:
+        async def timed_run(self: Any) -> None:
             begin()
             try:
-                await original(self, items)
+                await original(self)
             finally:
                 end()
 
@@ -487,8 +487,8 @@ async def _run_pipeline(
 
     summary = result.summary_json
     requests = sum(c.get("requests", 0) for c in summary["requests"].values())
-    frame = result.answers
-    ok = frame[frame["error"].isna()] if "error" in frame else frame
+    frame = result.answer_metrics
+    ok = frame[frame["ok"]]
     judgments = sum(j["judgments"] for j in summary["judges"].values())
     judge_requests = requests - len(frame)
     failed = sum(j["failed_judgments"] for j in summary["judges"].values())

@@ -30,29 +30,29 @@ def builtin_path(name: str) -> Path:
 
 def load_items(config: DatasetConfig, seed: int = 0) -> list[QAItem]:
     """The run's questions: loaded, shuffled with the seed, cut to the limit, mapped."""
-    return load_dataset_items(config, seed)[0]
+    return list(iter_items(config, seed))
 
 
-def load_dataset_items(
-    config: DatasetConfig, seed: int = 0
-) -> tuple[list[QAItem], list[dict[str, Any]]]:
-    """The questions and the generators (name, model, base_url) that wrote any of them."""
-    generators: dict[str, dict[str, Any]] = {}
+def iter_items(
+    config: DatasetConfig, seed: int = 0, generators: list[dict[str, Any]] | None = None
+) -> Iterator[QAItem]:
+    """``load_items`` one question at a time, so a large dataset is never held as a list;
+    every distinct generator (name, model, base_url) named in the rows' provenance is appended
+    to ``generators``."""
+    seen_generators: set[str] = set()
+    for item, row in _map_rows(_load_rows(config, seed), config):
+        provenance = row.get("provenance") if isinstance(row, dict) else None
+        generator = provenance.get("generator") if isinstance(provenance, dict) else None
+        if generators is not None and isinstance(generator, dict):
+            key = json.dumps(generator, sort_keys=True)
+            if key not in seen_generators:
+                seen_generators.add(key)
+                generators.append(generator)
+        yield item
 
-    def noting_generators(rows: Iterator[Row]) -> Iterator[Row]:
-        for index, row in rows:
-            provenance = row.get("provenance") if isinstance(row, dict) else None
-            generator = provenance.get("generator") if isinstance(provenance, dict) else None
-            if isinstance(generator, dict):
-                generators.setdefault(json.dumps(generator, sort_keys=True), generator)
-            yield index, row
 
-    items = _map_rows(noting_generators(_load_rows(config, seed)), config)
-    return items, list(generators.values())
-
-
-def _map_rows(rows: Iterator[Row], config: DatasetConfig) -> list[QAItem]:
-    items, skipped = [], 0
+def _map_rows(rows: Iterator[Row], config: DatasetConfig) -> Iterator[tuple[QAItem, dict]]:
+    mapped, skipped = 0, 0
     seen: dict[str, int] = {}
     for row_index, row in rows:
         item = _to_item(row, row_index, config.fields, config.path)
@@ -64,13 +64,13 @@ def _map_rows(rows: Iterator[Row], config: DatasetConfig) -> list[QAItem]:
             item = QAItem(f"{item.id}#{seen[item.id]}", item.question, item.answers, item.context)
         else:
             seen[item.id] = 0
-        items.append(item)
-        if config.limit and len(items) >= config.limit:
+        yield item, row
+        mapped += 1
+        if config.limit and mapped >= config.limit:
             break
-    if not items:
+    if not mapped:
         reason = f" ({skipped} rows had no answer)" if skipped else ""
         raise DatasetError(f"dataset '{config.path}': no usable questions{reason}")
-    return items
 
 
 def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:

@@ -64,23 +64,8 @@ def _common_config(shards: list[RunStore], run_dirs: list[Path]) -> dict:
 
 
 def _copy(shards: list[RunStore], run_dirs: list[Path], merged: RunStore, config: dict) -> None:
-    questions = []
-    seen: dict[str, Path] = {}
-    for run_dir, store in zip(run_dirs, shards, strict=True):
-        for index, item in store.indexed_questions():
-            if item.id in seen:
-                raise InputError(f"question {item.id} is in both {seen[item.id]} and {run_dir}")
-            seen[item.id] = run_dir
-            questions.append((index, item))
-    merged.save_questions(sorted(questions, key=lambda pair: pair[0]))
-    answer_marks = [s.answer_fingerprints() for s in shards]
-    judgment_marks = [s.judgment_fingerprints() for s in shards]
-    for store, answers, judgments in zip(shards, answer_marks, judgment_marks, strict=True):
-        for answer in store.answers():
-            merged.put_answer(answer, answers[(answer.question_id, answer.candidate)][0])
-        for judgment in store.judgments():
-            key = (judgment.question_id, judgment.repeat, judgment.judge)
-            merged.put_judgment(judgment, judgments[key][0])
+    for store in shards:
+        merged.copy_from(store.path)
     statuses = {s.get_meta("status") for s in shards}
     merged.set_meta("config", config)
     merged.set_meta("name", config.get("name"))

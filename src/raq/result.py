@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raq.config import RunConfig
-from raq.records import Answer, Judgment, QAItem
+from raq.records import Answer, Judgment
 from raq.store import RunStore
 
 if TYPE_CHECKING:
@@ -22,22 +24,48 @@ if TYPE_CHECKING:
     from raq.stats import StatsResult
 
 RANK_COLUMNS = ["question_id", "repeat", "judge", "candidate", "rank", "position"]
+ANSWER_FIELDS = [
+    "question_id",
+    "candidate",
+    "answer",
+    "latency_s",
+    "ttft_s",
+    "words",
+    "words_per_second",
+    "completion_tokens",
+    "prompt_tokens",
+    "tokens_estimated",
+    "cached",
+    "error",
+]  # fmt: skip  (answers.jsonl, in this order)
 
 
 @dataclass
 class RunResult:
-    """What a run produced; in a notebook it displays as the summary table."""
+    """What a run produced; in a notebook it displays as the summary table.
+
+    ``answer_metrics`` has one row per answer with every measurement but the text;
+    ``answers`` (the texts too) is read from answers.jsonl when first used.
+    """
 
     run_dir: Path
     config: RunConfig
     summary: pd.DataFrame
     pvalues: pd.DataFrame
     ranks: pd.DataFrame
-    answers: pd.DataFrame
+    answer_metrics: pd.DataFrame
     stats: StatsResult | None
     summary_json: dict[str, Any]
     problems: list[str] = field(default_factory=list)
     plots: dict[str, Path] = field(default_factory=dict)
+
+    @cached_property
+    def answers(self) -> pd.DataFrame:
+        """Every answer of the run with its text, as in answers.jsonl."""
+        import pandas as pd
+
+        with (self.run_dir / "answers.jsonl").open(encoding="utf-8") as lines:
+            return pd.DataFrame([json.loads(line) for line in lines], columns=ANSWER_FIELDS)
 
     def _repr_html_(self) -> str:
         return self.summary.to_html(float_format=lambda v: f"{v:.3g}")
@@ -49,56 +77,73 @@ class RunResult:
 
 @dataclass(frozen=True)
 class RunRecords:
-    """The records of the current config, read back from the store."""
+    """What the outputs need of the current config's records, read back from the store:
+    numbers and tallies, never the texts (those stream straight to the output files)."""
 
     config: RunConfig
-    items: list[QAItem]
-    answers: list[Answer]
+    n_questions: int
+    answer_metrics: pd.DataFrame  # one row per answer, the store's ANSWER_METRIC_FIELDS
     ranks: pd.DataFrame
     judge_tallies: dict[str, dict[str, Any]]  # per judge: counts, modes, errors
     meta: dict[str, Any]
 
 
-def read_records(store: RunStore, judgments_jsonl: Path | None = None) -> RunRecords:
-    """Read the current config's records; judgments stream through once (to ``judgments_jsonl``
-    when given) into the ranks table and per-judge tallies, never held as objects."""
+def read_records(
+    store: RunStore,
+    judgments_jsonl: Path | None = None,
+    answers_jsonl: Path | None = None,
+) -> RunRecords:
+    """Read the current config's records. Judgments stream through once (to
+    ``judgments_jsonl`` when given) into the ranks table and per-judge tallies; answers
+    stream to ``answers_jsonl`` and are kept only as their numbers."""
     from raq.run import repeats_for
 
     config = RunConfig.model_validate(store.get_meta("config"))
-    items = store.questions()
-    question_ids = {item.id for item in items}
-    candidates = {c.name for c in config.candidates}
+    candidates = [c.name for c in config.candidates]
     repeats = {j.name: repeats_for(j, config.repeats) for j in config.judges}
-    answers = [
-        a for a in store.answers() if a.question_id in question_ids and a.candidate in candidates
-    ]
-    judgments = (
-        j
-        for j in store.judgments()
-        if j.question_id in question_ids and j.judge in repeats and j.repeat < repeats[j.judge]
-    )
+    if answers_jsonl is not None:
+        _write_jsonl(answers_jsonl, (_answer_row(a) for a in store.answers(candidates)))
+    judgments = (j for j in store.judgments() if j.judge in repeats and j.repeat < repeats[j.judge])
     tallies = {name: _new_tally() for name in repeats}
+    names = _Interned()
     rank_rows: list[tuple] = []
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(_JsonlWriter(judgments_jsonl)) if judgments_jsonl else None
         for judgment in judgments:
             _tally(tallies[judgment.judge], judgment)
-            rank_rows += _rank_rows(judgment)
+            rank_rows += _rank_rows(judgment, names)
             if out is not None:
                 out.write(_judgment_row(judgment))
     meta = {
         key: store.get_meta(key)
         for key in ("name", "created_at", "updated_at", "status", "requests", "disabled_endpoints")
     }
-    return RunRecords(config, items, answers, ranks_frame(rank_rows), tallies, meta)
+    return RunRecords(
+        config,
+        store.question_count(),
+        answer_metrics_frame(store.answer_metrics(candidates), names),
+        ranks_frame(rank_rows),
+        tallies,
+        meta,
+    )
 
 
-def _rank_rows(judgment: Judgment) -> list[tuple]:
+class _Interned(dict[str, str]):
+    """One string object per distinct name: tables of many rows then hold pointers to a few
+    names instead of a copy per row."""
+
+    def __missing__(self, key: str) -> str:
+        self[key] = key
+        return key
+
+
+def _rank_rows(judgment: Judgment, names: _Interned) -> list[tuple]:
     if not judgment.ok:
         return []
     j = judgment
+    judge = names[j.judge]
     return [
-        (j.question_id, j.repeat, j.judge, name, rank, j.presented_order.index(name) + 1)
+        (j.question_id, j.repeat, judge, names[name], rank, j.presented_order.index(name) + 1)
         for name, rank in j.ranks.items()
     ]
 
@@ -136,19 +181,26 @@ def ranks_frame(rows: list[tuple]) -> pd.DataFrame:
     )
 
 
-def answers_frame(answers: list[Answer]) -> pd.DataFrame:
+def answer_metrics_frame(rows: Iterable[tuple], names: _Interned | None = None) -> pd.DataFrame:
+    """The per-answer numbers (``RunStore.ANSWER_METRIC_FIELDS``) as a table."""
     import pandas as pd
 
-    return pd.DataFrame([asdict(a) for a in answers])
+    names = names if names is not None else _Interned()
+    frame = pd.DataFrame(
+        [(r[0], names[r[1]], *r[2:]) for r in rows], columns=list(RunStore.ANSWER_METRIC_FIELDS)
+    )
+    return frame.astype({"ok": bool, "empty": bool, "tokens_estimated": bool, "cached": bool})
 
 
 def finalize(run_dir: Path, store: RunStore) -> RunResult:
     """Render every output file of the run directory from the store and build the result."""
-    records = read_records(store, judgments_jsonl=run_dir / "judgments.jsonl")
+    records = read_records(
+        store,
+        judgments_jsonl=run_dir / "judgments.jsonl",
+        answers_jsonl=run_dir / "answers.jsonl",
+    )
     config = records.config
     ranks = records.ranks
-    answers = answers_frame(records.answers)
-    _write_jsonl(run_dir / "answers.jsonl", (_answer_row(a) for a in records.answers))
     ranks.to_csv(run_dir / "ranks.csv", index=False)
 
     stats, stats_error = _analyse(ranks, config)
@@ -161,8 +213,9 @@ def finalize(run_dir: Path, store: RunStore) -> RunResult:
     summary = summary_frame(summary_json)
     problems = check_limits(config, summary_json)
     result = RunResult(
-        run_dir, config, summary, pvalues, ranks, answers, stats, summary_json, problems
-    )
+        run_dir, config, summary, pvalues, ranks, records.answer_metrics, stats, summary_json,
+        problems,
+    )  # fmt: skip
     write_reports(result)
     return result
 
@@ -234,9 +287,11 @@ def build_summary(
     candidates: dict[str, Any] = {}
     order = list(stats.candidates) if stats else []
     order += [c.name for c in config.candidates if c.name not in order]
+    metrics = records.answer_metrics
+    by_candidate = dict(tuple(metrics.groupby("candidate", sort=False))) if len(metrics) else {}
     for name in order:
-        own = [a for a in records.answers if a.candidate == name]
-        ok = [a for a in own if a.ok]
+        own = by_candidate.get(name, metrics.iloc[0:0])
+        ok = own[own["ok"]]
         entry: dict[str, Any] = {}
         if stats and name in stats.candidates:
             cs = stats.candidates[name]
@@ -250,17 +305,15 @@ def build_summary(
         else:
             entry |= {"mean_rank": None, "median_rank": None, "std_rank": None, "n_ranks": 0}
         entry |= {
-            "words_per_second": _mean(
-                [a.words_per_second for a in ok if a.words_per_second is not None]
-            ),
-            "answer_words": _mean([float(a.words) for a in ok if a.words is not None]),
-            "ttft_s": _mean([a.ttft_s for a in ok if a.ttft_s is not None]),
-            "latency_s": _mean([a.latency_s for a in ok if a.latency_s is not None]),
+            "words_per_second": _mean(_values(ok, "words_per_second")),
+            "answer_words": _mean(_values(ok, "words")),
+            "ttft_s": _mean(_values(ok, "ttft_s")),
+            "latency_s": _mean(_values(ok, "latency_s")),
             "failed_answers": len(own) - len(ok),
             "answers": len(own),
-            "cached_answers": sum(a.cached for a in own),
-            "empty_answers": sum(1 for a in ok if not a.answer),
-            "errors": _error_counts(own),
+            "cached_answers": int(own["cached"].sum()),
+            "empty_answers": int(ok["empty"].sum()),
+            "errors": _error_counts(own["error"]),
             "distributions": speed_distributions(ok),
             "tokens": token_totals(ok),
         }
@@ -276,7 +329,7 @@ def build_summary(
         "candidates": candidates,
         "test": stats.test if stats else {"name": None, "error": stats_error},
         "significant_pairs": [list(p) for p in stats.significant_pairs] if stats else [],
-        "n_questions": len(records.items),
+        "n_questions": records.n_questions,
         "n_questions_ranked": int(ranks["question_id"].nunique()) if not ranks.empty else 0,
         "repeats": config.repeats,
         "judges": judges,
@@ -288,21 +341,17 @@ def build_summary(
     if stats is not None:
         summary["pairs"] = [asdict(p) for p in stats.pairs]
         summary["power_hint"] = stats.power_hint
-        summary["diagnostics"] = diagnostics(ranks, records.answers, config.alpha)
+        summary["diagnostics"] = diagnostics(ranks, records.answer_metrics, config.alpha)
         summary["per_judge"] = per_judge_stats(ranks, config)
     return summary
 
 
-def diagnostics(ranks: pd.DataFrame, answers: list[Answer], alpha: float) -> dict[str, Any]:
+def diagnostics(ranks: pd.DataFrame, answer_metrics: pd.DataFrame, alpha: float) -> dict[str, Any]:
     """Can the judges be trusted: position bias, self-consistency, agreement, length bias."""
-    import pandas as pd
-
     from raq import stats as st
 
-    words = pd.DataFrame(
-        [(a.question_id, a.candidate, a.words) for a in answers if a.ok],
-        columns=["question_id", "candidate", "words"],
-    )
+    ok = answer_metrics[answer_metrics["ok"]]
+    words = ok[["question_id", "candidate", "words"]]
     panel = st.panel_aggregate(ranks)
     win = st.win_rates(ranks)
     return {
@@ -345,6 +394,11 @@ def per_judge_stats(ranks: pd.DataFrame, config: RunConfig) -> dict[str, Any]:
     return out
 
 
+def _values(answers: pd.DataFrame, column: str) -> list[float]:
+    """A column's present values, as Python floats in question order."""
+    return [float(v) for v in answers[column].dropna()]
+
+
 def _distribution(values: list[float]) -> dict[str, float | int | None]:
     import numpy as np
 
@@ -355,65 +409,70 @@ def _distribution(values: list[float]) -> dict[str, float | int | None]:
     return {"n": len(values), "mean": float(array.mean()), "p50": p50, "p90": p90, "p99": p99}
 
 
-def speed_distributions(answers: list[Answer]) -> dict[str, Any]:
+def speed_distributions(answers: pd.DataFrame) -> dict[str, Any]:
     """Mean and p50/p90/p99 of every speed and length metric, each over its own n.
 
     Inter-token latency (time per output token) and output tokens per second are measured
     after the first token: (latency - TTFT) over (completion tokens - 1).
     """
-    itl, tps = [], []
-    for a in answers:
-        if a.ttft_s is not None and a.latency_s and (a.completion_tokens or 0) > 1:
-            decode_s = a.latency_s - a.ttft_s
-            if decode_s > 0:
-                itl.append(decode_s / (a.completion_tokens - 1))  # type: ignore[operator]
-                tps.append((a.completion_tokens - 1) / decode_s)  # type: ignore[operator]
+    timed = answers[
+        answers["ttft_s"].notna()
+        & (answers["latency_s"].fillna(0) != 0)
+        & (answers["completion_tokens"].fillna(0) > 1)
+    ]
+    decode_s = timed["latency_s"] - timed["ttft_s"]
+    after_first = timed["completion_tokens"] - 1
+    decoding = decode_s > 0
     return {
-        "latency_s": _distribution([a.latency_s for a in answers if a.latency_s is not None]),
-        "ttft_s": _distribution([a.ttft_s for a in answers if a.ttft_s is not None]),
-        "time_per_output_token_s": _distribution(itl),
-        "output_tokens_per_second": _distribution(tps),
-        "words_per_second": _distribution(
-            [a.words_per_second for a in answers if a.words_per_second is not None]
+        "latency_s": _distribution(_values(answers, "latency_s")),
+        "ttft_s": _distribution(_values(answers, "ttft_s")),
+        "time_per_output_token_s": _distribution(
+            (decode_s[decoding] / after_first[decoding]).tolist()
         ),
-        "answer_words": _distribution([float(a.words) for a in answers if a.words is not None]),
-        "tokens_estimated": any(a.tokens_estimated for a in answers),
+        "output_tokens_per_second": _distribution(
+            (after_first[decoding] / decode_s[decoding]).tolist()
+        ),
+        "words_per_second": _distribution(_values(answers, "words_per_second")),
+        "answer_words": _distribution(_values(answers, "words")),
+        "tokens_estimated": bool(answers["tokens_estimated"].any()),
     }
 
 
-def token_totals(answers: list[Answer]) -> dict[str, Any]:
+def token_totals(answers: pd.DataFrame) -> dict[str, Any]:
     return {
-        "prompt": sum(a.prompt_tokens or 0 for a in answers),
-        "completion": sum(a.completion_tokens or 0 for a in answers),
-        "prompt_reported": sum(a.prompt_tokens is not None for a in answers),
-        "completion_estimated": sum(a.tokens_estimated for a in answers),
+        "prompt": int(answers["prompt_tokens"].fillna(0).sum()),
+        "completion": int(answers["completion_tokens"].fillna(0).sum()),
+        "prompt_reported": int(answers["prompt_tokens"].notna().sum()),
+        "completion_estimated": int(answers["tokens_estimated"].sum()),
         "n_answers": len(answers),
     }
 
 
 def cost_estimate(
-    answers: list[Answer], input_per_million: float, output_per_million: float
+    answers: pd.DataFrame, input_per_million: float, output_per_million: float
 ) -> dict[str, Any]:
     """USD from the config's prices; ``estimated`` when any token count was words × 1.3."""
     from raq.metrics import cost_usd
 
     total = sum(
-        cost_usd(a.prompt_tokens, a.completion_tokens, input_per_million, output_per_million)
-        for a in answers
+        cost_usd(int(prompt), int(completion), input_per_million, output_per_million)
+        for prompt, completion in zip(
+            answers["prompt_tokens"].fillna(0), answers["completion_tokens"].fillna(0), strict=True
+        )
     )
     return {
         "total": total,
-        "per_answer": total / len(answers) if answers else None,
-        "estimated": any(a.tokens_estimated for a in answers),
+        "per_answer": total / len(answers) if len(answers) else None,
+        "estimated": bool(answers["tokens_estimated"].any()),
         "n_answers": len(answers),
     }
 
 
-def _error_counts(records: list[Answer] | list[Judgment]) -> dict[str, int]:
+def _error_counts(errors: Iterable[str | None]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for record in records:
-        if record.error:
-            kind = error_kind(record.error)
+    for error in errors:
+        if isinstance(error, str) and error:
+            kind = error_kind(error)
             counts[kind] = counts.get(kind, 0) + 1
     return counts
 
@@ -483,20 +542,7 @@ def check_limits(config: RunConfig, summary: dict[str, Any]) -> list[str]:
 
 
 def _answer_row(answer: Answer) -> dict[str, Any]:
-    return {
-        "question_id": answer.question_id,
-        "candidate": answer.candidate,
-        "answer": answer.answer,
-        "latency_s": answer.latency_s,
-        "ttft_s": answer.ttft_s,
-        "words": answer.words,
-        "words_per_second": answer.words_per_second,
-        "completion_tokens": answer.completion_tokens,
-        "prompt_tokens": answer.prompt_tokens,
-        "tokens_estimated": answer.tokens_estimated,
-        "cached": answer.cached,
-        "error": answer.error,
-    }
+    return {name: getattr(answer, name) for name in ANSWER_FIELDS}
 
 
 def _judgment_row(judgment: Judgment) -> dict[str, Any]:

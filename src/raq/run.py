@@ -8,7 +8,7 @@ import hashlib
 import json
 import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,12 +123,12 @@ async def evaluate_async(
     reporter = make_progress(progress)
     local = contextlib.AsyncExitStack()
     try:
-        items = await _questions(run_config, store, shard, reporter)
+        await _questions(run_config, store, shard, reporter)
         _record_start(store, run_config, run_dir)
         for name, session in judges.items():
             session.asker.mode = session.asker.mode or store.get_meta("judge_modes", {}).get(name)
         pipeline = _Pipeline(run_config, store, candidates, judges, reporter)
-        with_work = pipeline.endpoints_with_work(items, cache, refresh)
+        with_work = pipeline.endpoints_with_work(cache, refresh)
         if any(e.base_url == LOCAL_BASE_URL for _, e in with_work):
             from raq.local import serving
 
@@ -142,7 +142,7 @@ async def evaluate_async(
         async with client:
             pipeline.client = client
             try:
-                await pipeline.run(items)
+                await pipeline.run()
             finally:
                 store.set_meta(
                     "judge_modes", {n: s.asker.mode for n, s in judges.items() if s.asker.mode}
@@ -195,28 +195,30 @@ def _dataset_key(config: RunConfig, shard: tuple[int, int] | None) -> str:
 
 async def _questions(
     config: RunConfig, store: RunStore, shard: tuple[int, int] | None, progress: Progress
-) -> list[tuple[int, QAItem]]:
-    """The run's questions, each with its index in the whole list (which fixes its presented
-    orders, so shards merge into exactly the single-machine run); from the store on resume."""
+) -> int:
+    """Store the run's questions, each with its index in the whole list (which fixes its
+    presented orders, so shards merge into exactly the single-machine run), and return how
+    many; on resume they are already stored. Questions go from the dataset to the store one
+    at a time: the run never holds them as a list."""
     key = _dataset_key(config, shard)
-    if store.get_meta("dataset_key") == key:
-        stored = store.indexed_questions()
-        if stored:
-            return stored
-    from raq.dataset import load_dataset_items
+    if store.get_meta("dataset_key") == key and store.question_count():
+        return store.question_count()
+    from raq.dataset import iter_items
 
     if config.dataset.generate and not Path(config.dataset.path).exists():
         await _generate_dataset(config, progress)
-    items, generators = load_dataset_items(config.dataset, seed=config.seed)
-    _check_generators(config, generators)
-    indexed = list(enumerate(items))
+    generators: list[dict[str, Any]] = []
+    indexed: Iterator[tuple[int, QAItem]] = enumerate(
+        iter_items(config.dataset, config.seed, generators)
+    )
     if shard is not None:
         number, count = shard
-        indexed = [(i, item) for i, item in indexed if i % count == number]
-    store.save_questions(indexed)
+        indexed = ((i, item) for i, item in indexed if i % count == number)
+    count = store.save_questions(indexed)
+    _check_generators(config, generators)
     store.set_meta("dataset_key", key)
     store.set_meta("shard", list(shard) if shard else None)
-    return indexed
+    return count
 
 
 async def _generate_dataset(config: RunConfig, progress: Progress) -> None:
@@ -299,8 +301,6 @@ class _Pipeline:
         self.judges = judges
         self.progress = progress
         self.client: ChatClient | None = None
-        self._answer_marks = store.answer_fingerprints()
-        self._judgment_marks = store.judgment_fingerprints()
 
     def point_local_endpoints(self, base_url: str) -> None:
         """Send ``base_url: local`` endpoints to the server raq started."""
@@ -318,47 +318,65 @@ class _Pipeline:
         return session.endpoint or endpoint
 
     def endpoints_with_work(
-        self, items: list[tuple[int, QAItem]], cache: ResponseCache | None, refresh: bool
+        self, cache: ResponseCache | None, refresh: bool
     ) -> list[tuple[str, Endpoint]]:
         """Endpoints that may be called: preflight skips those whose work is all stored."""
         from raq.client import cache_key
 
-        out: list[tuple[str, Endpoint]] = []
-        for name, endpoint in self.candidates.items():
-            config = self.candidate_configs[name]
-            for _, item in items:
-                body = answer_request(config, self.config.prompts, item)
-                fingerprint = answer_fingerprint(endpoint, body)
+        needed = {
+            name: repeats_for(session.config, self.config.repeats)
+            for name, session in self.judges.items()
+            if session.endpoint is not None
+        }
+        candidates_with_work: set[str] = set()
+        judges_with_work: set[str] = set()
+        for _, item in self.store.iter_questions():
+            stored = self.store.stored_answers(item.id)
+            for name, endpoint in self.candidates.items():
+                if name in candidates_with_work:
+                    continue
+                body = answer_request(self.candidate_configs[name], self.config.prompts, item)
                 if refresh or (
-                    self._answer_marks.get((item.id, name)) != (fingerprint, True)
+                    _reusable(stored.get(name), answer_fingerprint(endpoint, body)) is None
                     and (cache is None or cache.get(cache_key(endpoint, body)) is None)
                 ):
-                    out.append(("candidate", endpoint))
-                    break
-        for name, session in self.judges.items():
-            if session.endpoint is None:
-                continue
-            needed = repeats_for(session.config, self.config.repeats)
-            if refresh or any(
-                self._judgment_marks.get((item.id, r, name), ("", False))[1] is False
-                for _, item in items
-                for r in range(needed)
+                    candidates_with_work.add(name)
+            marks = self.store.judgment_marks(item.id)
+            for name, repeats in needed.items():
+                if refresh or any(not marks.get((r, name), ("", False))[1] for r in range(repeats)):
+                    judges_with_work.add(name)
+            if len(candidates_with_work) == len(self.candidates) and len(judges_with_work) == len(
+                needed
             ):
-                out.append(("judge", session.endpoint))
+                break
+        out: list[tuple[str, Endpoint]] = [
+            ("candidate", self.candidates[name])
+            for name in self.candidates
+            if name in candidates_with_work
+        ]
+        for name in needed:
+            if name in judges_with_work:
+                endpoint = self.judges[name].endpoint
+                assert endpoint is not None
+                out.append(("judge", endpoint))
         return out
 
-    async def run(self, items: list[tuple[int, QAItem]]) -> None:
+    async def run(self) -> None:
         n_candidates = len(self.candidates)
-        judge_total = sum(
-            repeats_for(s.config, self.config.repeats) for s in self.judges.values()
-        ) * len(items)
-        self.progress.start("answers", len(items) * n_candidates)
+        n_questions = self.store.question_count()
+        judge_total = (
+            sum(repeats_for(s.config, self.config.repeats) for s in self.judges.values())
+            * n_questions
+        )
+        self.progress.start("answers", n_questions * n_candidates)
         self.progress.start("judgments", judge_total)
-        queue: asyncio.Queue[tuple[int, QAItem]] = asyncio.Queue()
-        for entry in items:
-            queue.put_nowait(entry)
+        # Workers share one reader of the stored questions, so only the questions in flight
+        # (and one page) are in memory, however many the run has.
+        questions = self.store.iter_questions()
         workers = max(8, 2 * self.config.concurrency // max(1, n_candidates))
-        tasks = [asyncio.create_task(self._worker(queue)) for _ in range(min(workers, len(items)))]
+        tasks = [
+            asyncio.create_task(self._worker(questions)) for _ in range(min(workers, n_questions))
+        ]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -366,38 +384,38 @@ class _Pipeline:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _worker(self, queue: asyncio.Queue[tuple[int, QAItem]]) -> None:
-        while True:
-            try:
-                index, item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
+    async def _worker(self, questions: Iterator[tuple[int, QAItem]]) -> None:
+        for index, item in questions:
             await self._question(index, item)
 
     async def _question(self, index: int, item: QAItem) -> None:
         names = list(self.candidates)
-        answers = await asyncio.gather(*(self._answer(item, name) for name in names))
+        stored = self.store.stored_answers(item.id)
+        answers = await asyncio.gather(
+            *(self._answer(item, name, stored.get(name)) for name in names)
+        )
         by_name = {a.candidate: a for a in answers}
         present = [name for name in names if by_name[name].ok]
+        marks = self.store.judgment_marks(item.id)
         jobs = []
         for judge_name, session in self.judges.items():
             needed = repeats_for(session.config, self.config.repeats)
             for repeat in range(needed):
                 slot = index * self.config.repeats + repeat
                 order = [n for n in presented_order(names, self.config.seed, slot) if n in present]
-                jobs.append(self._judgment(item, repeat, judge_name, order, by_name))
+                mark = marks.get((repeat, judge_name))
+                jobs.append(self._judgment(item, repeat, judge_name, order, by_name, mark))
         await asyncio.gather(*jobs)
 
-    async def _answer(self, item: QAItem, name: str) -> Answer:
+    async def _answer(self, item: QAItem, name: str, stored: tuple[str, Answer] | None) -> Answer:
         config = self.candidate_configs[name]
         endpoint = self.candidates[name]
         body = answer_request(config, self.config.prompts, item)
         fingerprint = answer_fingerprint(endpoint, body)
-        if self._answer_marks.get((item.id, name)) == (fingerprint, True):
-            stored = self.store.answers_for(item.id).get(name)
-            if stored is not None:
-                self.progress.advance("answers")
-                return stored
+        reused = _reusable(stored, fingerprint)
+        if reused is not None:
+            self.progress.advance("answers")
+            return reused
         assert self.client is not None
         answer = await ask_candidate(self.client, endpoint, config, body, item)
         self.store.put_answer(answer, fingerprint)
@@ -411,13 +429,14 @@ class _Pipeline:
         judge_name: str,
         order: list[str],
         answers: dict[str, Answer],
+        stored: tuple[str, bool] | None,
     ) -> Judgment:
         session = self.judges[judge_name]
         texts = [answers[n].answer or "" for n in order]
         fingerprint = judgment_fingerprint(
             session.config, self.config.prompts, item, order, texts, repeat
         )
-        if self._judgment_marks.get((item.id, repeat, judge_name)) == (fingerprint, True):
+        if stored == (fingerprint, True):
             self.progress.advance("judgments")
             return Judgment(item.id, repeat, judge_name, tuple(order), None)
         if len(order) < 2:
@@ -435,3 +454,10 @@ class _Pipeline:
         self.store.put_judgment(judgment, fingerprint)
         self.progress.advance("judgments")
         return judgment
+
+
+def _reusable(stored: tuple[str, Answer] | None, fingerprint: str) -> Answer | None:
+    """A stored answer the run can keep: asked the same way, and it succeeded."""
+    if stored is not None and stored[0] == fingerprint and stored[1].error is None:
+        return stored[1]
+    return None

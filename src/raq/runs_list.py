@@ -29,7 +29,7 @@ def list_runs(directory: Path) -> list[dict[str, object]]:
                     "name": store.get_meta("name"),
                     "created_at": store.get_meta("created_at"),
                     "candidates": ", ".join(c["name"] for c in config.get("candidates", [])),
-                    "questions": len(store.questions()),
+                    "questions": store.question_count(),
                     "status": store.get_meta("status"),
                 }
             )

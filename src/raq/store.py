@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -158,26 +158,32 @@ class RunStore:
         )
 
     # -- questions ----------------------------------------------------------------------------
-    def save_questions(self, indexed: list[tuple[int, QAItem]]) -> None:
-        """The run's questions with their index in the whole (unsharded) question list."""
+    def save_questions(self, indexed: Iterable[tuple[int, QAItem]]) -> int:
+        """Replace the run's questions, each with its index in the whole (unsharded) question
+        list; consumes ``indexed`` one item at a time, so no list of questions is held."""
+        rows = ((i, q.id, q.question, q.context, _json(list(q.answers))) for i, q in indexed)
         with self._transaction():
             self._conn.execute("DELETE FROM questions")
-            self._conn.executemany(
-                "INSERT INTO questions VALUES (?, ?, ?, ?, ?)",
-                [(i, q.id, q.question, q.context, _json(list(q.answers))) for i, q in indexed],
-            )
+            self._conn.executemany("INSERT INTO questions VALUES (?, ?, ?, ?, ?)", rows)
+        return self.question_count()
 
-    def indexed_questions(self) -> list[tuple[int, QAItem]]:
-        rows = self._conn.execute(
-            "SELECT idx, id, question, context, answers FROM questions ORDER BY idx"
-        ).fetchall()
-        return [
-            (r[0], QAItem(id=r[1], question=r[2], context=r[3], answers=tuple(json.loads(r[4]))))
-            for r in rows
-        ]
+    def question_count(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM questions").fetchone()[0]
 
-    def questions(self) -> list[QAItem]:
-        return [item for _, item in self.indexed_questions()]
+    def iter_questions(self, page_size: int = 512) -> Iterator[tuple[int, QAItem]]:
+        """The questions in index order, read a page at a time (memory flat in their number)."""
+        last = -1
+        while True:
+            rows = self._conn.execute(
+                "SELECT idx, id, question, context, answers FROM questions WHERE idx > ?"
+                " ORDER BY idx LIMIT ?",
+                (last, page_size),
+            ).fetchall()
+            for r in rows:
+                yield r[0], QAItem(r[1], r[2], tuple(json.loads(r[4])), r[3])
+            if len(rows) < page_size:
+                return
+            last = rows[-1][0]
 
     # -- answers -------------------------------------------------------------------------------
     def put_answer(self, answer: Answer, fingerprint: str) -> None:
@@ -191,36 +197,51 @@ class RunStore:
             ),
         )  # fmt: skip
 
-    def answer_fingerprints(self) -> dict[tuple[str, str], tuple[str, bool]]:
-        """(question_id, candidate) → (fingerprint, ok) for every stored answer."""
-        rows = self._conn.execute("SELECT question_id, candidate, fingerprint, error FROM answers")
-        return {(r[0], r[1]): (r[2], r[3] is None) for r in rows}
+    def stored_answers(self, question_id: str) -> dict[str, tuple[str, Answer]]:
+        """candidate → (fingerprint, answer) for one question: what a resumed run can reuse."""
+        rows = self._conn.execute(
+            f"SELECT fingerprint, {self._ANSWER_COLUMNS} FROM answers WHERE question_id=?",
+            (question_id,),
+        )
+        return {r[2]: (r[0], _answer(r[1:])) for r in rows}
 
     _ANSWER_COLUMNS = (
-        "a.question_id, candidate, answer, latency_s, ttft_s, words, words_per_second,"
+        "question_id, candidate, answer, latency_s, ttft_s, words, words_per_second,"
         " prompt_tokens, completion_tokens, tokens_estimated, error, cached"
     )
+    _ANSWER_METRIC_COLUMNS = (
+        "question_id, candidate, answer IS NOT NULL AND error IS NULL,"
+        " answer IS NOT NULL AND error IS NULL AND answer = '', latency_s, ttft_s, words,"
+        " words_per_second, prompt_tokens, completion_tokens, tokens_estimated, cached, error"
+    )
+    ANSWER_METRIC_FIELDS = (
+        "question_id", "candidate", "ok", "empty", "latency_s", "ttft_s", "words",
+        "words_per_second", "prompt_tokens", "completion_tokens", "tokens_estimated", "cached",
+        "error",
+    )  # fmt: skip
 
-    def answers(self) -> Iterator[Answer]:
-        """Every stored answer, in question order."""
-        yield from self._answers_where("1=1", ())
+    def answers(self, candidates: Collection[str] | None = None) -> Iterator[Answer]:
+        """The answers to the run's questions (optionally of these candidates only), in
+        question order, streamed."""
+        for row in self._current_answers(self._ANSWER_COLUMNS, candidates):
+            yield _answer(row)
 
-    def answers_for(self, question_id: str) -> dict[str, Answer]:
-        return {a.candidate: a for a in self._answers_where("a.question_id=?", (question_id,))}
+    def answer_metrics(self, candidates: Collection[str] | None = None) -> Iterator[tuple]:
+        """Like ``answers`` without the texts: one ``ANSWER_METRIC_FIELDS`` tuple per answer,
+        for statistics over many questions without holding every answer."""
+        return self._current_answers(self._ANSWER_METRIC_COLUMNS, candidates)
 
-    def _answers_where(self, where: str, args: tuple) -> Iterator[Answer]:
-        rows = self._conn.execute(
-            f"SELECT {self._ANSWER_COLUMNS} FROM answers a"
-            f" LEFT JOIN questions q ON q.id = a.question_id WHERE {where}"
-            " ORDER BY q.idx, a.candidate",
+    def _current_answers(self, columns: str, candidates: Collection[str] | None) -> Iterator:
+        where, args = "", ()
+        if candidates is not None:
+            names = sorted(candidates)
+            where = f" WHERE a.candidate IN ({','.join('?' * len(names))})"
+            args = tuple(names)
+        return self._conn.execute(
+            f"SELECT {columns} FROM answers a"
+            f" JOIN questions q ON q.id = a.question_id{where} ORDER BY q.idx, a.candidate",
             args,
         )
-        for r in rows:
-            yield Answer(
-                question_id=r[0], candidate=r[1], answer=r[2], latency_s=r[3], ttft_s=r[4],
-                words=r[5], words_per_second=r[6], prompt_tokens=r[7], completion_tokens=r[8],
-                tokens_estimated=bool(r[9]), error=r[10], cached=bool(r[11]),
-            )  # fmt: skip
 
     # -- judgments -------------------------------------------------------------------------------
     def put_judgment(self, judgment: Judgment, fingerprint: str) -> None:
@@ -234,17 +255,20 @@ class RunStore:
             ),
         )  # fmt: skip
 
-    def judgment_fingerprints(self) -> dict[tuple[str, int, str], tuple[str, bool]]:
+    def judgment_marks(self, question_id: str) -> dict[tuple[int, str], tuple[str, bool]]:
+        """(repeat, judge) → (fingerprint, ok) of one question's stored judgments."""
         rows = self._conn.execute(
-            "SELECT question_id, repeat, judge, fingerprint, error FROM judgments"
+            "SELECT repeat, judge, fingerprint, error FROM judgments WHERE question_id=?",
+            (question_id,),
         )
-        return {(r[0], r[1], r[2]): (r[3], r[4] is None) for r in rows}
+        return {(r[0], r[1]): (r[2], r[3] is None) for r in rows}
 
     def judgments(self) -> Iterator[Judgment]:
+        """The judgments of the run's questions, in question order, streamed."""
         rows = self._conn.execute(
             "SELECT j.question_id, repeat, judge, presented_order, raw_output, ranks, mode,"
             " attempts, error, cached FROM judgments j"
-            " LEFT JOIN questions q ON q.id = j.question_id"
+            " JOIN questions q ON q.id = j.question_id"
             " ORDER BY q.idx, repeat, judge"
         )
         for r in rows:
@@ -254,8 +278,37 @@ class RunStore:
                 cached=bool(r[9]),
             )  # fmt: skip
 
+    def copy_from(self, other: Path) -> None:
+        """Add another run store's questions, answers and judgments (``raq merge``) inside
+        SQLite, so no record passes through Python; a question already here is an error."""
+        self._conn.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            shared = self._conn.execute(
+                "SELECT id FROM other.questions WHERE id IN (SELECT id FROM main.questions)"
+                " OR idx IN (SELECT idx FROM main.questions) LIMIT 1"
+            ).fetchone()
+            if shared:
+                raise StoreError(f"{other.parent}: question {shared[0]} is also in another run")
+            with self._transaction():
+                self._conn.execute("INSERT INTO main.questions SELECT * FROM other.questions")
+                for table in ("answers", "judgments"):  # only records of its current questions
+                    self._conn.execute(
+                        f"INSERT INTO main.{table} SELECT r.* FROM other.{table} r"
+                        " JOIN other.questions q ON q.id = r.question_id"
+                    )
+        finally:
+            self._conn.execute("DETACH DATABASE other")
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
+
+
+def _answer(r: tuple) -> Answer:
+    return Answer(
+        question_id=r[0], candidate=r[1], answer=r[2], latency_s=r[3], ttft_s=r[4],
+        words=r[5], words_per_second=r[6], prompt_tokens=r[7], completion_tokens=r[8],
+        tokens_estimated=bool(r[9]), error=r[10], cached=bool(r[11]),
+    )  # fmt: skip
 
 
 class _Transaction:

@@ -223,14 +223,11 @@ def _n_text(counts: list[int], unit: str) -> str:
     return f"n = {low}–{high} {unit} per candidate"
 
 
-def _ok_answers(answers: pd.DataFrame) -> pd.DataFrame:
+def _ok_answers(answer_metrics: pd.DataFrame) -> pd.DataFrame:
     """Answers that came back (no error, text present): the ones speed means are taken over."""
-    if answers.empty or "candidate" not in answers.columns:
-        return answers
-    ok = answers["answer"].notna() if "answer" in answers.columns else True
-    if "error" in answers.columns:
-        ok = ok & answers["error"].isna()
-    return answers[ok]
+    if answer_metrics.empty:
+        return answer_metrics
+    return answer_metrics[answer_metrics["ok"]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +240,7 @@ def _bars(result: RunResult, labels: dict[str, str]) -> Figure | str:
 
     candidates = result.summary_json["candidates"]
     names = list(candidates)
-    ok = _ok_answers(result.answers)
+    ok = _ok_answers(result.answer_metrics)
     panels = [
         key
         for key in ("mean_rank", "words_per_second", "answer_words")
@@ -494,7 +491,7 @@ def _latency(result: RunResult, labels: dict[str, str]) -> Figure | str:
     """Box plots of request latency and time to first token per candidate."""
     from matplotlib import pyplot as plt
 
-    ok = _ok_answers(result.answers)
+    ok = _ok_answers(result.answer_metrics)
     if ok.empty or "latency_s" not in ok.columns:
         return "no successful answers with timings"
     names = [n for n in result.summary_json["candidates"] if n in set(ok["candidate"])]

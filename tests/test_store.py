@@ -1,0 +1,128 @@
+"""The run store: questions streamed in and paged out, per-question lookups, merge copies,
+and finalize reading answers without holding their texts."""
+
+from __future__ import annotations
+
+import gc
+import json
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from raq.errors import StoreError
+from raq.records import Answer, Judgment, QAItem
+from raq.result import finalize
+from raq.store import RunStore
+
+CANDIDATES = ("alpha", "beta")
+
+
+def item(n: int) -> QAItem:
+    return QAItem(f"q{n}", f"Question {n}?", (f"truth {n}",), context=f"Context {n}.")
+
+
+def test_questions_stream_in_and_page_out_in_index_order(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    consumed: list[int] = []
+
+    def generated():  # a generator: save_questions must not need a list
+        for n in (5, 1, 9, 3, 7, 0, 2):
+            consumed.append(n)
+            yield n * 10, item(n)
+
+    assert store.save_questions(generated()) == 7
+    assert consumed == [5, 1, 9, 3, 7, 0, 2]
+    pages = list(store.iter_questions(page_size=3))
+    assert [index for index, _ in pages] == [0, 10, 20, 30, 50, 70, 90]
+    assert pages[1][1] == item(1)
+    assert store.question_count() == 7
+    assert store.save_questions(iter([(0, item(4))])) == 1, "saving replaces the questions"
+
+
+def test_answers_and_judgments_of_dropped_questions_are_not_current(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.save_questions([(0, item(0)), (1, item(1))])
+    for n in (0, 1):
+        for name in CANDIDATES:
+            store.put_answer(Answer(f"q{n}", name, f"answer {n}", latency_s=1.0, words=2), "fp")
+        store.put_judgment(Judgment(f"q{n}", 0, "j", CANDIDATES, "[1,2]", {"alpha": 1}), "jf")
+    store.save_questions([(0, item(1))])  # the dataset changed: q0 is no longer asked
+    assert {a.question_id for a in store.answers()} == {"q1"}
+    assert [a.candidate for a in store.answers(["beta"])] == ["beta"]
+    assert [j.question_id for j in store.judgments()] == ["q1"]
+    assert [row[0] for row in store.answer_metrics(["alpha"])] == ["q1"]
+    assert set(store.stored_answers("q0")) == set(CANDIDATES), "kept for reuse"
+    assert store.judgment_marks("q1") == {(0, "j"): ("jf", True)}
+
+
+def test_copy_from_refuses_a_question_already_present(tmp_path: Path) -> None:
+    first, second = RunStore(tmp_path / "a"), RunStore(tmp_path / "b")
+    first.save_questions([(0, item(0))])
+    second.save_questions([(1, item(0))])
+    merged = RunStore(tmp_path / "m")
+    merged.copy_from(first.path)
+    with pytest.raises(StoreError, match="question q0 is also in another run"):
+        merged.copy_from(second.path)
+    assert merged.question_count() == 1
+
+
+def _write_run(run_dir: Path, n_questions: int, answer_chars: int) -> None:
+    """A finished run by hand: every answer is ``answer_chars`` long."""
+    config = {
+        "name": "memory",
+        "dataset": {"path": "qa.jsonl"},
+        "candidates": [
+            {"name": n, "base_url": "http://127.0.0.1:9/v1", "model": n} for n in CANDIDATES
+        ],
+        "judges": [{"name": "f1", "kind": "reference"}],
+        "stats": {"n_boot": 100},
+        "env_file": None,
+    }
+    store = RunStore(run_dir)
+    store.set_meta("config", config)
+    store.save_questions((n, item(n)) for n in range(n_questions))
+    with store._transaction():
+        for n in range(n_questions):
+            for i, name in enumerate(CANDIDATES):
+                text = (f"{name} {n} " * answer_chars)[:answer_chars]
+                answer = Answer(f"q{n}", name, text, latency_s=0.5 + i, ttft_s=0.1, words=9,
+                                words_per_second=9 / (0.5 + i), completion_tokens=12)  # fmt: skip
+                store.put_answer(answer, "fp")
+            ranks = {"alpha": 1.0, "beta": 2.0} if n % 3 else {"alpha": 2.0, "beta": 1.0}
+            judgment = Judgment(f"q{n}", 0, "f1", CANDIDATES, None, ranks, mode="reference")
+            store.put_judgment(judgment, "jf")
+    store.close()
+
+
+def _finalize_peak_bytes(run_dir: Path, trace: bool = True) -> int:
+    """Peak bytes Python allocated while finalizing (tracemalloc: counted, not timed)."""
+    store = RunStore.open_existing(run_dir)
+    gc.collect()
+    if trace:
+        tracemalloc.start()
+    try:
+        result = finalize(run_dir, store)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        store.close()
+    assert result.summary_json["n_questions"] > 0
+    return peak
+
+
+def test_finalize_streams_answer_texts_instead_of_holding_them(tmp_path: Path) -> None:
+    """10× the questions must not mean holding 10× the answer texts: 900 more questions carry
+    2 × 900 × 8 KB ≈ 14 MB more text, and finalize may grow by a small part of it (the
+    per-answer numbers and ranks it needs for the statistics). Holding the answers, as raq
+    did before, grew it by more than the texts."""
+    answer_chars = 8_000
+    small, large = tmp_path / "small", tmp_path / "large"
+    _write_run(small, 100, answer_chars)
+    _write_run(large, 1_000, answer_chars)
+    _finalize_peak_bytes(small, trace=False)  # lazy imports and caches happen here
+    growth = _finalize_peak_bytes(large) - _finalize_peak_bytes(small)
+    extra_text = 2 * 900 * answer_chars
+    assert growth < 0.1 * extra_text, f"finalize grew {growth / 1e6:.1f} MB"
+    rows = [json.loads(line) for line in (large / "answers.jsonl").open()]
+    assert len(rows) == 2_000 and len(rows[-1]["answer"]) == answer_chars
