@@ -112,3 +112,19 @@ def test_cache_key_ignores_the_api_key_but_not_the_request() -> None:
     local = Endpoint("l", "http://127.0.0.1:5555/v1", "m", cache_url="local")
     moved = Endpoint("l", "http://127.0.0.1:6666/v1", "m", cache_url="local")
     assert cache_key(local, BODY) == cache_key(moved, BODY)
+
+
+def test_events_orjson_refuses_but_json_accepts_still_parse() -> None:
+    """orjson decodes responses; NaN, Infinity and huge integers (which some servers put in
+    logprobs) fall back to json instead of failing the answer as malformed."""
+    from raq.client import _loads
+
+    event = b'{"choices":[{"delta":{"content":"\xc3\xa9"},"logprob":-Infinity}],"n":NaN,"id":' + (
+        b"123456789012345678901234567890}"
+    )
+    parsed = _loads(event)
+    assert parsed["choices"][0]["delta"]["content"] == "é"
+    assert parsed["choices"][0]["logprob"] == float("-inf")
+    assert parsed["id"] == 123456789012345678901234567890
+    with pytest.raises(ValueError):
+        _loads(b'{"choices": [')

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
+import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
@@ -460,10 +461,20 @@ def _retry_after_s(value: str | None) -> float | None:
         return max(0.0, parsed.timestamp() - time.time())
 
 
+def _loads(data: bytes) -> Any:
+    """Parse a response body or stream event. orjson takes about a quarter of json's CPU, and a
+    streamed answer is dozens of events; what orjson refuses but json accepts (NaN, Infinity,
+    integers beyond 64 bits) still parses. ValueError when neither can."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 async def _read_json(response: aiohttp.ClientResponse, started: float) -> Completion:
     raw = await response.read()
     try:
-        data = json.loads(raw)
+        data = _loads(raw)
     except ValueError:
         kind = response.headers.get("Content-Type", "unknown type")
         raise RequestError(f"HTTP 200 with a non-JSON body ({kind})", retryable=True) from None
@@ -503,7 +514,7 @@ async def _read_stream(response: aiohttp.ClientResponse, started: float) -> Comp
     usage: dict[str, Any] = {}
     finish_reason: str | None = None
     done = False
-    loads = json.loads
+    loads = _loads
     pending = b""
     # Read whatever bytes arrived and split lines ourselves: one await per network read, not
     # one per line, which halves the client CPU of a streamed answer.

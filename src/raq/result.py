@@ -24,20 +24,11 @@ if TYPE_CHECKING:
     from raq.stats import StatsResult
 
 RANK_COLUMNS = ["question_id", "repeat", "judge", "candidate", "rank", "position"]
+# The keys of answers.jsonl, in order; each is a field of raq.records.Answer.
 ANSWER_FIELDS = [
-    "question_id",
-    "candidate",
-    "answer",
-    "latency_s",
-    "ttft_s",
-    "words",
-    "words_per_second",
-    "completion_tokens",
-    "prompt_tokens",
-    "tokens_estimated",
-    "cached",
-    "error",
-]  # fmt: skip  (answers.jsonl, in this order)
+    "question_id", "candidate", "answer", "latency_s", "ttft_s", "words", "words_per_second",
+    "completion_tokens", "prompt_tokens", "tokens_estimated", "cached", "error",
+]  # fmt: skip
 
 
 @dataclass

@@ -345,9 +345,7 @@ class _Pipeline:
             for name, repeats in needed.items():
                 if refresh or any(not marks.get((r, name), ("", False))[1] for r in range(repeats)):
                     judges_with_work.add(name)
-            if len(candidates_with_work) == len(self.candidates) and len(judges_with_work) == len(
-                needed
-            ):
+            if candidates_with_work == set(self.candidates) and judges_with_work == set(needed):
                 break
         out: list[tuple[str, Endpoint]] = [
             ("candidate", self.candidates[name])
