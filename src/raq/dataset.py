@@ -82,16 +82,14 @@ def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
     path = config.path
     try:
         if path.startswith(BUILTIN_PREFIX):
-            data = datasets.load_dataset(
-                "json", data_files=str(builtin_path(path[len(BUILTIN_PREFIX) :])), split="train"
-            )
+            data = _load_file("json", str(builtin_path(path[len(BUILTIN_PREFIX) :])), "train")
         elif Path(path).suffix.lower() in LOCAL_BUILDERS:
             if not Path(path).is_file():
                 raise DatasetError(f"dataset file not found: {path}")
             builder = LOCAL_BUILDERS[Path(path).suffix.lower()]
             if Path(path).suffix.lower() == ".jsonl":
                 _check_json_lines(Path(path))
-            data = datasets.load_dataset(builder, data_files=path, split=config.split)
+            data = _load_file(builder, path, config.split)
         else:
             data = datasets.load_dataset(
                 path, config.name, split=config.split, revision=config.revision
@@ -110,6 +108,29 @@ def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
     if config.limit:
         indices = indices[: max(config.limit * 2, config.limit + 100)]
     return ((i, data[i]) for i in indices)
+
+
+# datasets parses JSON in chunks of this many bytes (its default is 10 MB): the set-up's peak
+# memory then stays flat in the file's size (scripts/BENCH.md, "Memory").
+JSON_CHUNK_BYTES = 1 << 20
+
+
+def _load_file(builder: str, path: str, split: str) -> Any:
+    """A local file as a datasets.Dataset (Arrow, memory-mapped from datasets' cache)."""
+    import datasets
+    from datasets.exceptions import DatasetGenerationError
+
+    if builder != "json":
+        return datasets.load_dataset(builder, data_files=path, split=split)
+    try:
+        return datasets.load_dataset(
+            "json", data_files=path, split=split, chunksize=JSON_CHUNK_BYTES
+        )
+    except DatasetGenerationError:
+        # Each chunk infers its own column types, so rows that disagree across chunks (an id
+        # that turns from a number into text) fail; one chunk of the default size loads
+        # them as datasets always has.
+        return datasets.load_dataset("json", data_files=path, split=split)
 
 
 def _check_json_lines(path: Path) -> None:

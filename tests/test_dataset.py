@@ -1,0 +1,77 @@
+"""Loading local JSON Lines in chunks: every row, in order, whatever the chunk boundaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import raq.dataset
+from raq.config import DatasetConfig
+from raq.dataset import iter_items, load_items
+
+CHUNK_BYTES = 64 * 1024
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 64 KB, so a file of a few hundred KB crosses several boundaries."""
+    monkeypatch.setattr(raq.dataset, "JSON_CHUNK_BYTES", CHUNK_BYTES)
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def test_chunked_loading_keeps_every_row_in_order(tmp_path: Path) -> None:
+    rows = [
+        {
+            "id": f"q{n}",
+            "question": f"Wie heißt Stadt {n}? " + "Füllwort " * (n % 17),
+            "context": f"文脈 {n}",
+            "answers": {"text": [f"Stadt {n}", f"S{n}"]},
+        }
+        for n in range(4_000)
+    ]
+    path = write_rows(tmp_path / "qa.jsonl", rows)
+    assert path.stat().st_size > 5 * CHUNK_BYTES
+    items = load_items(DatasetConfig(path=str(path), shuffle=False))
+    expected = [json.loads(line) for line in path.open(encoding="utf-8")]  # independent read
+    assert [i.id for i in items] == [r["id"] for r in expected]
+    assert [i.question for i in items] == [r["question"].strip() for r in expected]
+    assert [i.answers for i in items] == [tuple(r["answers"]["text"]) for r in expected]
+    assert [i.context for i in items] == [r["context"] for r in expected]
+
+
+def test_rows_whose_types_change_across_chunks_still_load(tmp_path: Path) -> None:
+    """An id that is a number in the first chunks and text later, a context that starts
+    null: each chunk alone infers other types, so raq loads such a file in one piece."""
+    rows = [
+        {
+            "id": n if n < 1_500 else f"x{n}",
+            "question": f"Question {n}? " + "padding " * 20,
+            "context": None if n < 1_500 else f"Context {n}.",
+            "answers": {"text": [f"answer {n}"]},
+        }
+        for n in range(3_000)
+    ]
+    path = write_rows(tmp_path / "mixed.jsonl", rows)
+    assert path.stat().st_size > 4 * CHUNK_BYTES
+    items = load_items(DatasetConfig(path=str(path), shuffle=False))
+    assert len(items) == 3_000
+    assert (items[0].id, items[0].context) == ("0", None)
+    assert (items[-1].id, items[-1].context) == ("x2999", "Context 2999.")
+
+
+def test_limit_and_shuffle_are_applied_while_streaming(tmp_path: Path) -> None:
+    rows = [{"id": f"q{n}", "question": f"Q{n}?", "answers": [f"a{n}"]} for n in range(500)]
+    path = write_rows(tmp_path / "qa.jsonl", rows)
+    config = DatasetConfig(path=str(path), limit=50, shuffle=True, fields={"answer": "answers"})
+    first = [item.id for item in iter_items(config, seed=4)]
+    assert len(first) == 50 and len(set(first)) == 50
+    assert first == [item.id for item in iter_items(config, seed=4)], "seeded"
+    assert first != [f"q{n}" for n in range(50)], "shuffled"
