@@ -536,7 +536,8 @@ def _latency(result: RunResult, labels: dict[str, str]) -> Figure | str:
         ax.set_ylim(bottom=0)
         ax.set_ylabel("seconds")
         counts = [len(d) for d in data]
-        ax.set_title(f"{title}\nper successful answer, {_n_text(counts, 'answers')}")
+        sep = " " if stacked else "\n"  # side by side, a long title would run into the next
+        ax.set_title(f"{title}\nper successful answer,{sep}{_n_text(counts, 'answers')}")
         if not stacked or ax is axes[-1]:
             ax.tick_params(axis="x", labelbottom=True)
             _rotate_ticks(ax, tick_labels)
