@@ -172,11 +172,10 @@ def ranks_frame(rows: list[tuple]) -> pd.DataFrame:
     )
 
 
-def answer_metrics_frame(rows: Iterable[tuple], names: _Interned | None = None) -> pd.DataFrame:
+def answer_metrics_frame(rows: Iterable[tuple], names: _Interned) -> pd.DataFrame:
     """The per-answer numbers (``RunStore.ANSWER_METRIC_FIELDS``) as a table."""
     import pandas as pd
 
-    names = names if names is not None else _Interned()
     frame = pd.DataFrame(
         [(r[0], names[r[1]], *r[2:]) for r in rows], columns=list(RunStore.ANSWER_METRIC_FIELDS)
     )
