@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
+from aiohttp import web
 
 from raq.client import ChatClient, Endpoint, RequestError, _AdaptiveLimiter, cache_key
 from raq.testing import Behaviour, FakeOpenAIServer
@@ -128,3 +130,96 @@ def test_events_orjson_refuses_but_json_accepts_still_parse() -> None:
     assert parsed["id"] == 123456789012345678901234567890
     with pytest.raises(ValueError):
         _loads(b'{"choices": [')
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 3])
+async def test_a_failing_request_is_tried_exactly_max_retries_plus_one_times(
+    max_retries: int,
+) -> None:
+    with FakeOpenAIServer({"down": Behaviour(faults=lambda index, body: "503")}) as server:
+        async with ChatClient(max_retries=max_retries, retry_base_s=0.001) as client:
+            with pytest.raises(RequestError, match="HTTP 503"):
+                await client.chat(endpoint(server, "down"), BODY)
+            counters = client.counters()["down"]
+        assert server.count("down") == max_retries + 1
+    assert counters.requests == max_retries + 1
+    assert counters.retries == max_retries
+    assert counters.failures == 1
+
+
+async def test_the_first_retry_waits_for_retry_after_then_succeeds() -> None:
+    behaviour = Behaviour(reply=reply_text("fine"), faults=["429:retry-after=0.3"])
+    with FakeOpenAIServer({"busy": behaviour}) as server:
+        async with ChatClient(max_retries=2, retry_base_s=0.001) as client:
+            started = time.monotonic()
+            completion = await client.chat(endpoint(server, "busy"), BODY, stream=True)
+            waited = time.monotonic() - started
+            counters = client.counters()["busy"]
+        assert server.count("busy") == 2
+    assert completion.text == "fine"
+    assert waited >= 0.3
+    assert (counters.requests, counters.retries, counters.throttled) == (2, 1, 1)
+
+
+async def test_a_successful_request_leaves_no_garbage_cycles(fake: FakeOpenAIServer) -> None:
+    """Retry state is a reference cycle; built for every request it made the cyclic garbage
+    collector, not the requests, the bottleneck of a fast run (scripts/BENCH.md)."""
+    import gc
+
+    async with ChatClient() as client:
+        target = endpoint(fake, "quiet")
+        await client.chat(target, BODY, stream=True)  # warm the connection pool
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                await client.chat(target, BODY, stream=True)
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+    assert unreachable < 20  # one object per request would already be 20
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])
+async def test_sequential_requests_reuse_one_connection(
+    fake: FakeOpenAIServer, stream: bool
+) -> None:
+    """After [DONE] the client reads to the end of the body; leaving before the chunked
+    terminator closed the connection, so every streamed request opened a new one."""
+    async with ChatClient() as client:
+        for _ in range(10):
+            completion = await client.chat(endpoint(fake, "quiet"), BODY, stream=stream)
+            assert completion.text == "no usage here"
+    assert fake.connections() == 1
+
+
+async def test_a_stream_left_open_after_done_still_answers() -> None:
+    """A server that never ends the body after [DONE] costs the connection, not the answer
+    (nor a timeout), and the latency stops at [DONE]."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = {"choices": [{"index": 0, "delta": {"content": "still here"}}]}
+        await response.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+        await asyncio.sleep(30)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    target = Endpoint(name="open", base_url=f"http://127.0.0.1:{port}/v1", model="open")
+    try:
+        async with ChatClient(timeout_s=10, max_retries=0) as client:
+            started = time.monotonic()
+            completion = await client.chat(target, BODY, stream=True)
+            took = time.monotonic() - started
+    finally:
+        await runner.cleanup()
+    assert completion.text == "still here"
+    assert completion.latency_s < 0.5
+    assert took < 3

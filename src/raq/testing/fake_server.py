@@ -290,6 +290,7 @@ class FakeOpenAIServer:
         self._log_requests = log_requests
         self._lock = threading.Lock()
         self._counts: Counter[str | None] = Counter()
+        self._peers: set[Any] = set()
         self._fault_index: Counter[str | None] = Counter()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ids = itertools.count(1)
@@ -349,9 +350,15 @@ class FakeOpenAIServer:
         with self._lock:
             return self._counts[model] if model is not None else sum(self._counts.values())
 
+    def connections(self) -> int:
+        """Client connections (distinct peer addresses) that sent chat-completion requests."""
+        with self._lock:
+            return len(self._peers)
+
     def reset_log(self) -> None:
         """Forget received requests; fault sequences start again from their first entry."""
         with self._lock:
+            self._peers.clear()
             self.requests.clear()
             self.headers.clear()
             self._counts.clear()
@@ -457,6 +464,8 @@ class FakeOpenAIServer:
                 self.requests.append(body)
                 self.headers.append(_Headers((k.lower(), v) for k, v in request.headers.items()))
             self._counts[model] += 1
+            if request.transport is not None:
+                self._peers.add(request.transport.get_extra_info("peername"))
             behaviour = self._behaviours.get(model) if model is not None else None
             if behaviour is None:
                 behaviour = self._default
