@@ -558,7 +558,7 @@ async def _run_direct(row: Row, base_url: str, server_pid: int, profile: _Profil
                         continue
                     data = line[6:].strip()
                     if data == b"[DONE]":
-                        break
+                        continue  # read to the body's end, or aiohttp will not pool the connection
                     for choice in loads(data)["choices"]:
                         text = choice["delta"].get("content")
                         if text:

@@ -14,16 +14,29 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raq.columns import ColumnTable, Kind
 from raq.config import RunConfig
 from raq.records import Answer, Judgment
 from raq.store import RunStore
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from raq.stats import StatsResult
 
-RANK_COLUMNS = ["question_id", "repeat", "judge", "candidate", "rank", "position"]
+RANK_KINDS: dict[str, Kind] = {
+    "question_id": "text", "repeat": "int", "judge": "text", "candidate": "text",
+    "rank": "float", "position": "int",
+}  # fmt: skip
+RANK_COLUMNS = list(RANK_KINDS)
+# The per-answer numbers read back for the statistics, plots and summary (no texts).
+ANSWER_METRIC_KINDS: dict[str, Kind] = {
+    "question_id": "text", "candidate": "text", "ok": "bool", "empty": "bool",
+    "latency_s": "float", "ttft_s": "float", "words": "int", "words_per_second": "float",
+    "prompt_tokens": "int", "completion_tokens": "int", "tokens_estimated": "bool",
+    "cached": "bool", "error": "text",
+}  # fmt: skip
 # The keys of answers.jsonl, in order; each is a field of raq.records.Answer.
 ANSWER_FIELDS = [
     "question_id", "candidate", "answer", "latency_s", "ttft_s", "words", "words_per_second",
@@ -97,12 +110,12 @@ def read_records(
     judgments = (j for j in store.judgments() if j.judge in repeats and j.repeat < repeats[j.judge])
     tallies = {name: _new_tally() for name in repeats}
     names = _Interned()
-    rank_rows: list[tuple] = []
+    ranks = ColumnTable(RANK_KINDS)
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(_JsonlWriter(judgments_jsonl)) if judgments_jsonl else None
         for judgment in judgments:
             _tally(tallies[judgment.judge], judgment)
-            rank_rows += _rank_rows(judgment, names)
+            ranks.extend(_rank_rows(judgment, names))
             if out is not None:
                 out.write(_judgment_row(judgment))
     meta = {
@@ -113,7 +126,7 @@ def read_records(
         config,
         store.question_count(),
         answer_metrics_frame(store.answer_metrics(candidates), names),
-        ranks_frame(rank_rows),
+        ranks.frame(),
         tallies,
         meta,
     )
@@ -155,31 +168,18 @@ def _tally(tally: dict[str, Any], judgment: Judgment) -> None:
         tally["errors"][kind] = tally["errors"].get(kind, 0) + 1
 
 
-def ranks_frame(rows: list[tuple]) -> pd.DataFrame:
+def ranks_frame(rows: Iterable[tuple]) -> pd.DataFrame:
     """The long ranks table (question_id, repeat, judge, candidate, rank, position)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=RANK_COLUMNS)
-    return frame.astype(
-        {
-            "question_id": str,
-            "repeat": int,
-            "judge": str,
-            "candidate": str,
-            "rank": float,
-            "position": int,
-        }
-    )
+    return ColumnTable(RANK_KINDS).extend(rows).frame()
 
 
 def answer_metrics_frame(rows: Iterable[tuple], names: _Interned) -> pd.DataFrame:
-    """The per-answer numbers (``RunStore.ANSWER_METRIC_FIELDS``) as a table."""
-    import pandas as pd
-
-    frame = pd.DataFrame(
-        [(r[0], names[r[1]], *r[2:]) for r in rows], columns=list(RunStore.ANSWER_METRIC_FIELDS)
-    )
-    return frame.astype({"ok": bool, "empty": bool, "tokens_estimated": bool, "cached": bool})
+    """The per-answer numbers (``RunStore.ANSWER_METRIC_FIELDS``) as a table, built a
+    column at a time (an answer costs ~100 bytes here, however many the run has)."""
+    table = ColumnTable(ANSWER_METRIC_KINDS)
+    for row in rows:
+        table.append((row[0], names[row[1]], *row[2:]))
+    return table.frame()
 
 
 def finalize(run_dir: Path, store: RunStore) -> RunResult:
@@ -192,11 +192,14 @@ def finalize(run_dir: Path, store: RunStore) -> RunResult:
     config = records.config
     ranks = records.ranks
     ranks.to_csv(run_dir / "ranks.csv", index=False)
+    _release_arrow_memory()
 
     stats, stats_error = _analyse(ranks, config)
     pvalues = stats.pvalues if stats is not None else _empty_frame()
     pvalues.to_csv(run_dir / "pvalues.csv")
+    _release_arrow_memory()
     summary_json = build_summary(records, ranks, stats, stats_error)
+    _release_arrow_memory()
     (run_dir / "summary.json").write_text(
         json.dumps(_json_safe(summary_json), indent=2, ensure_ascii=False), encoding="utf-8"
     )
@@ -208,6 +211,20 @@ def finalize(run_dir: Path, store: RunStore) -> RunResult:
     )  # fmt: skip
     write_reports(result)
     return result
+
+
+def _release_arrow_memory() -> None:
+    """Hand memory that pandas' Arrow-backed strings freed back to the OS between stages.
+
+    pandas 3 keeps text columns in Arrow, whose default pool (mimalloc) holds on to freed
+    pages: over a large run's statistics that retention, not data raq keeps, was most of
+    finalize's peak. A no-op where pyarrow is not loaded.
+    """
+    import sys
+
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
 
 
 def write_reports(result: RunResult) -> None:
@@ -265,8 +282,8 @@ def _empty_frame() -> pd.DataFrame:
     return pd.DataFrame()
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if len(values) else None
 
 
 def build_summary(
@@ -278,9 +295,8 @@ def build_summary(
     order = list(stats.candidates) if stats else []
     order += [c.name for c in config.candidates if c.name not in order]
     metrics = records.answer_metrics
-    by_candidate = dict(tuple(metrics.groupby("candidate", sort=False))) if len(metrics) else {}
     for name in order:
-        own = by_candidate.get(name, metrics.iloc[0:0])
+        own = metrics[metrics["candidate"] == name]  # one candidate's rows at a time
         ok = own[own["ok"]]
         entry: dict[str, Any] = {}
         if stats and name in stats.candidates:
@@ -384,19 +400,18 @@ def per_judge_stats(ranks: pd.DataFrame, config: RunConfig) -> dict[str, Any]:
     return out
 
 
-def _values(answers: pd.DataFrame, column: str) -> list[float]:
-    """A column's present values, as Python floats in question order."""
-    return [float(v) for v in answers[column].dropna()]
+def _values(answers: pd.DataFrame, column: str) -> np.ndarray:
+    """A column's present values as float64, in question order."""
+    return answers[column].dropna().to_numpy(dtype=float)
 
 
-def _distribution(values: list[float]) -> dict[str, float | int | None]:
+def _distribution(values: np.ndarray) -> dict[str, float | int | None]:
     import numpy as np
 
-    if not values:
+    if not len(values):
         return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
-    array = np.asarray(values, dtype=float)
-    p50, p90, p99 = np.percentile(array, [50, 90, 99])
-    return {"n": len(values), "mean": float(array.mean()), "p50": p50, "p90": p90, "p99": p99}
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {"n": len(values), "mean": float(values.mean()), "p50": p50, "p90": p90, "p99": p99}
 
 
 def speed_distributions(answers: pd.DataFrame) -> dict[str, Any]:
@@ -417,10 +432,10 @@ def speed_distributions(answers: pd.DataFrame) -> dict[str, Any]:
         "latency_s": _distribution(_values(answers, "latency_s")),
         "ttft_s": _distribution(_values(answers, "ttft_s")),
         "time_per_output_token_s": _distribution(
-            (decode_s[decoding] / after_first[decoding]).tolist()
+            (decode_s[decoding] / after_first[decoding]).to_numpy(dtype=float)
         ),
         "output_tokens_per_second": _distribution(
-            (after_first[decoding] / decode_s[decoding]).tolist()
+            (after_first[decoding] / decode_s[decoding]).to_numpy(dtype=float)
         ),
         "words_per_second": _distribution(_values(answers, "words_per_second")),
         "answer_words": _distribution(_values(answers, "words")),

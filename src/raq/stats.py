@@ -211,7 +211,7 @@ def analyse(
         info, pvalues, unadjusted = _friedman(df, names, adjust, posthoc)
     info["alpha"] = alpha
 
-    candidates = candidate_stats(df, n_boot=n_boot, seed=seed)
+    candidates = _candidate_stats(df, n_boot=n_boot, seed=seed)
     pairs = _pairs(df, names, pvalues, candidates, alpha)
     significant = [(p.a, p.b, p.p_adjusted) for p in pairs if p.significant]
     hint = None if significant else _power_hint(info, candidates, unadjusted, alpha)
@@ -356,7 +356,12 @@ def candidate_stats(
     ranks: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0
 ) -> dict[str, CandidateStats]:
     """Per-candidate rank summary with a question-bootstrap CI, best mean rank first."""
-    df = _prepare(ranks)
+    return _candidate_stats(_prepare(ranks), n_boot=n_boot, seed=seed)
+
+
+def _candidate_stats(df: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, CandidateStats]:
+    # Takes the prepared frame: preparing it again here and in the bootstrap held three copies
+    # of the ranks at once.
     grouped = df.groupby("candidate")["rank"]
     summary = pd.DataFrame(
         {
@@ -366,7 +371,7 @@ def candidate_stats(
             "std": grouped.std(ddof=1),
         }
     )
-    low, high = bootstrap_mean_rank_ci(df, n_boot=n_boot, seed=seed)
+    low, high = _bootstrap_mean_rank_ci(df, n_boot=n_boot, seed=seed)
     order = sorted(summary.index, key=lambda name: (summary.at[name, "mean"], name))
     return {
         name: CandidateStats(
@@ -390,7 +395,12 @@ def bootstrap_mean_rank_ci(
     Questions are the sampling unit (repeats and judges of one question are not independent),
     so each draw takes question_ids with replacement and all their blocks come along.
     """
-    df = _prepare(ranks)
+    return _bootstrap_mean_rank_ci(_prepare(ranks), n_boot=n_boot, seed=seed, level=level)
+
+
+def _bootstrap_mean_rank_ci(
+    df: pd.DataFrame, *, n_boot: int, seed: int, level: float = 0.95
+) -> tuple[pd.Series, pd.Series]:
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     questions = sorted(df["question_id"].unique())
