@@ -182,3 +182,24 @@ def test_result_answers_holds_every_answer_with_its_text(
         "<none>" if r["answer"] is None else r["answer"] for r in rows
     ]
     assert list(answers["candidate"]) == [r["candidate"] for r in rows]
+
+
+def test_both_reports_show_each_speed_percentile_in_its_unit_with_its_n(
+    mixed_run: tuple[raq.RunResult, list[dict[str, Any]]],
+) -> None:
+    """The report's speed cells are summary.json's figures: time per output token in ms,
+    each distribution with the n it was computed over."""
+    result, _ = mixed_run
+    markdown = (result.run_dir / "report.md").read_text(encoding="utf-8")
+    html = (result.run_dir / "report.html").read_text(encoding="utf-8")
+    assert "time per output token ms" in markdown and "time per output token ms" in html
+    for entry in result.summary_json["candidates"].values():
+        d = entry["distributions"]
+        per_token = d["time_per_output_token_s"]
+        ms = " / ".join(f"{per_token[k] * 1000:.1f}" for k in ("p50", "p90", "p99"))
+        assert f"{ms} (n = {per_token['n']})" in markdown
+        tokens = d["output_tokens_per_second"]
+        rate = " / ".join(f"{tokens[k]:.1f}" for k in ("p50", "p90", "p99"))
+        assert f"{rate} (n = {tokens['n']})" in markdown
+        ms_html = " / ".join(f"{per_token[k] * 1000:.3f}" for k in ("p50", "p90", "p99"))
+        assert f"{ms_html} (n = {per_token['n']})" in html

@@ -235,10 +235,11 @@ def _candidates(result: RunResult, plots: dict[str, Path]) -> str:
 
 def _speed_distributions(summary: dict[str, Any]) -> str:
     """p50/p90/p99 and cost, when the summary carries them."""
-    metrics = [
-        ("latency_s", "latency s"),
-        ("ttft_s", "TTFT s"),
-        ("output_tokens_per_second", "output tokens/s"),
+    metrics = [  # (summary key, label, shown ×: seconds per token read better as ms)
+        ("latency_s", "latency s", 1.0),
+        ("ttft_s", "TTFT s", 1.0),
+        ("time_per_output_token_s", "time per output token ms", 1000.0),
+        ("output_tokens_per_second", "output tokens/s", 1.0),
     ]
     rows = []
     for name, e in summary["candidates"].items():
@@ -246,12 +247,13 @@ def _speed_distributions(summary: dict[str, Any]) -> str:
         if not dist:
             continue
         row = [escape(str(name))]
-        for key, _ in metrics:
+        for key, _, scale in metrics:
             d = dist.get(key) or {}
-            row.append(
-                f"{_fmt(d.get('p50'), 3)} / {_fmt(d.get('p90'), 3)} / {_fmt(d.get('p99'), 3)} "
-                f"(n = {d.get('n', 0)})"
+            p50, p90, p99 = (
+                _fmt(d[k] * scale if d.get(k) is not None else None, 3)
+                for k in ("p50", "p90", "p99")
             )
+            row.append(f"{p50} / {p90} / {p99} (n = {d.get('n', 0)})")
         cost = e.get("cost_usd")
         if cost:
             mark = " (estimated)" if cost.get("estimated") else ""
@@ -261,13 +263,14 @@ def _speed_distributions(summary: dict[str, Any]) -> str:
         rows.append(row)
     if not rows:
         return ""
-    header = ["candidate", *(f"{label} p50 / p90 / p99" for _, label in metrics), "cost USD"]
+    header = ["candidate", *(f"{label} p50 / p90 / p99" for _, label, _ in metrics), "cost USD"]
     return (
         "<h3>Speed distributions</h3>"
         '<p class="desc">Percentiles over each candidate\'s successful answers with that '
-        "measurement (n in brackets). Output tokens/s is measured after the first token: "
-        "(completion tokens − 1) ÷ (latency − TTFT). Cost uses the config's prices; "
-        "<em>estimated</em> means some token counts were words × 1.3.</p>" + _table(header, rows)
+        "measurement (n in brackets). Time per output token and output tokens/s are measured "
+        "after the first token: (latency − TTFT) ÷ (completion tokens − 1), and its inverse. "
+        "Cost uses the config's prices; <em>estimated</em> means some token counts were "
+        "words × 1.3.</p>" + _table(header, rows)
     )
 
 

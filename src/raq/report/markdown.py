@@ -132,18 +132,21 @@ def _config_yaml(result: RunResult) -> str:
     return config_to_yaml(result.config).rstrip()
 
 
-def _percentiles(dist: dict[str, Any] | None, digits: int) -> str:
+def _percentiles(dist: dict[str, Any] | None, digits: int, scale: float = 1.0) -> str:
+    """'p50 / p90 / p99 (n = N)', each value times ``scale`` (1000: seconds shown as ms)."""
     if not dist or not dist.get("n"):
         return "–"
-    return f"{fmt(dist['p50'], digits)} / {fmt(dist['p90'], digits)} / {fmt(dist['p99'], digits)}"
+    p50, p90, p99 = (fmt(dist[k] * scale, digits) for k in ("p50", "p90", "p99"))
+    return f"{p50} / {p90} / {p99} (n = {dist['n']})"
 
 
 def _speed_section(summary: dict[str, Any]) -> list[str]:
     out = ["", "## Speed and cost", ""]
     out.append(
-        "p50 / p90 / p99 over each candidate's successful answers. Output tokens/s is measured "
-        "after the first token: (completion tokens − 1) ÷ (latency − TTFT); token counts are the "
-        "server's, or words × 1.3 where it sent none (marked *estimated*)."
+        "p50 / p90 / p99 over each candidate's successful answers that have the measurement "
+        "(n each). Time per output token and output tokens/s are measured after the first "
+        "token: (latency − TTFT) ÷ (completion tokens − 1), and its inverse; token counts are "
+        "the server's, or words × 1.3 where it sent none (marked *estimated*)."
     )
     out.append("")
     rows = []
@@ -155,6 +158,7 @@ def _speed_section(summary: dict[str, Any]) -> list[str]:
                 name,
                 _percentiles(d.get("latency_s"), 3),
                 _percentiles(d.get("ttft_s"), 3),
+                _percentiles(d.get("time_per_output_token_s"), 1, scale=1000),
                 _percentiles(d.get("output_tokens_per_second"), 1),
                 _percentiles(d.get("words_per_second"), 1),
                 f"{(e.get('tokens') or {}).get('completion', 0)}"
@@ -166,8 +170,8 @@ def _speed_section(summary: dict[str, Any]) -> list[str]:
         )
     out.append(
         _table(
-            ["candidate", "latency s", "TTFT s", "output tokens/s", "words/s",
-             "completion tokens", "cost USD"],
+            ["candidate", "latency s", "TTFT s", "time per output token ms",
+             "output tokens/s", "words/s", "completion tokens", "cost USD"],
             rows,
         )
     )  # fmt: skip
