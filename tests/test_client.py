@@ -184,8 +184,8 @@ async def test_a_successful_request_leaves_no_garbage_cycles(fake: FakeOpenAISer
 async def test_sequential_requests_reuse_one_connection(
     fake: FakeOpenAIServer, stream: bool
 ) -> None:
-    """After [DONE] the client reads to the end of the body; leaving before the chunked
-    terminator closed the connection, so every streamed request opened a new one."""
+    """Sequential requests share one pooled connection (the case where the body ends after
+    [DONE] in its own packet is pinned down below, with a server that always does that)."""
     async with ChatClient() as client:
         for _ in range(10):
             completion = await client.chat(endpoint(fake, "quiet"), BODY, stream=stream)
@@ -193,33 +193,111 @@ async def test_sequential_requests_reuse_one_connection(
     assert fake.connections() == 1
 
 
+class _SseServer:
+    """A one-route SSE server whose handler the test writes: for the stream endings the
+    fake server does not produce. Counts client connections by peer address."""
+
+    def __init__(self, handler) -> None:
+        self.handler = handler
+        self.peers: set[object] = set()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        self.peers.add(request.transport.get_extra_info("peername"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await self.handler(response)
+        return response
+
+    async def __aenter__(self) -> Endpoint:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return Endpoint(name="sse", base_url=f"http://127.0.0.1:{port}/v1", model="sse")
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+
+
+def _event(text: str, finish_reason: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}
+    return f"data: {json.dumps({'choices': [choice]})}\n\n".encode()
+
+
+async def test_the_connection_is_pooled_when_the_body_ends_after_done() -> None:
+    """The end of the body comes 50 ms after [DONE], in its own packet: leaving at [DONE]
+    closed the connection, so each of these requests opened a new one."""
+
+    async def late_end(response: web.StreamResponse) -> None:
+        await response.write(_event("pooled") + b"data: [DONE]\n\n")
+        await asyncio.sleep(0.05)
+        await response.write_eof()
+
+    server = _SseServer(late_end)
+    async with server as target, ChatClient(max_retries=0) as client:
+        for _ in range(5):
+            completion = await client.chat(target, BODY, stream=True)
+            assert completion.text == "pooled"
+            assert completion.latency_s < 0.04  # taken at [DONE], not at the body's end
+    assert len(server.peers) == 1
+
+
 async def test_a_stream_left_open_after_done_still_answers() -> None:
     """A server that never ends the body after [DONE] costs the connection, not the answer
     (nor a timeout), and the latency stops at [DONE]."""
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        chunk = {"choices": [{"index": 0, "delta": {"content": "still here"}}]}
-        await response.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+    async def left_open(response: web.StreamResponse) -> None:
+        await response.write(_event("still here") + b"data: [DONE]\n\n")
         await asyncio.sleep(30)
-        return response
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    target = Endpoint(name="open", base_url=f"http://127.0.0.1:{port}/v1", model="open")
-    try:
-        async with ChatClient(timeout_s=10, max_retries=0) as client:
-            started = time.monotonic()
-            completion = await client.chat(target, BODY, stream=True)
-            took = time.monotonic() - started
-    finally:
-        await runner.cleanup()
+    async with _SseServer(left_open) as target, ChatClient(max_retries=0) as client:
+        started = time.monotonic()
+        completion = await client.chat(target, BODY, stream=True)
+        took = time.monotonic() - started
     assert completion.text == "still here"
-    assert completion.latency_s < 0.5
-    assert took < 3
+    assert completion.latency_s < 0.2
+    assert took < 1.0  # the wait for the body's end is bounded (0.25 s)
+
+
+async def test_waiting_for_the_body_end_never_outlasts_the_request_timeout() -> None:
+    """[DONE] at 0.8 s of a 1 s timeout, body left open: the answer is kept, not turned into
+    a timeout by the wait for the body's end."""
+
+    async def late_done(response: web.StreamResponse) -> None:
+        await asyncio.sleep(0.8)
+        await response.write(_event("just in time") + b"data: [DONE]\n\n")
+        await asyncio.sleep(30)
+
+    async with _SseServer(late_done) as target, ChatClient(timeout_s=1.0, max_retries=0) as client:
+        completion = await client.chat(target, BODY, stream=True)
+    assert completion.text == "just in time"
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [b"data: [DONE]", b""],
+    ids=["done-without-newline", "finish-reason-without-done"],
+)
+async def test_a_stream_may_end_without_a_final_newline_or_without_done(ending: bytes) -> None:
+    async def ends(response: web.StreamResponse) -> None:
+        await response.write(_event("all ") + _event("there", finish_reason="stop") + ending)
+        await response.write_eof()
+
+    async with _SseServer(ends) as target, ChatClient(max_retries=0) as client:
+        completion = await client.chat(target, BODY, stream=True)
+    assert completion.text == "all there"
+    assert completion.finish_reason == "stop"
+
+
+async def test_a_stream_cut_before_done_or_a_finish_reason_is_an_error() -> None:
+    async def cut(response: web.StreamResponse) -> None:
+        await response.write(_event("half"))
+        await response.write_eof()
+
+    async with _SseServer(cut) as target, ChatClient(max_retries=0) as client:
+        with pytest.raises(RequestError, match="ended before"):
+            await client.chat(target, BODY, stream=True)

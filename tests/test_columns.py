@@ -57,3 +57,11 @@ def test_a_dropped_table_is_freed_without_the_cyclic_collector() -> None:
 def test_the_answer_metric_kinds_name_the_store_columns_in_order() -> None:
     assert tuple(ANSWER_METRIC_KINDS) == RunStore.ANSWER_METRIC_FIELDS
     assert list(RANK_KINDS) == ["question_id", "repeat", "judge", "candidate", "rank", "position"]
+
+
+def test_an_int_column_with_nan_or_fractions_stays_float_like_pandas_infers() -> None:
+    rows = [(1,), (float("nan"),), (3,)]
+    frame = ColumnTable({"n": "int"}).extend(rows).frame()
+    assert frame["n"].dtype == np.float64 and frame["n"].isna().tolist() == [False, True, False]
+    halves = ColumnTable({"n": "int"}).extend([(1,), (1.5,)]).frame()
+    assert halves["n"].tolist() == [1.0, 1.5]  # never truncated to an integer

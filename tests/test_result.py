@@ -196,6 +196,7 @@ def test_both_reports_show_each_speed_percentile_in_its_unit_with_its_n(
     for entry in result.summary_json["candidates"].values():
         d = entry["distributions"]
         per_token = d["time_per_output_token_s"]
+        assert per_token["n"] > 0 and d["output_tokens_per_second"]["n"] > 0
         ms = " / ".join(f"{per_token[k] * 1000:.1f}" for k in ("p50", "p90", "p99"))
         assert f"{ms} (n = {per_token['n']})" in markdown
         tokens = d["output_tokens_per_second"]

@@ -382,7 +382,7 @@ class ChatClient:
         url = f"{endpoint.base_url}/chat/completions"
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s) as deadline:
                 async with self._session.post(url, json=payload, headers=headers) as response:
                     if response.status != 200:
                         error = await _status_error(response)
@@ -396,7 +396,7 @@ class ChatClient:
                             raise RequestError(str(error), status=400, retryable=True)
                         raise error
                     if stream:
-                        completion = await _read_stream(response, started)
+                        completion = await _read_stream(response, started, deadline.when())
                     else:
                         completion = await _read_json(response, started)
         except TimeoutError:
@@ -518,7 +518,10 @@ async def _read_json(response: aiohttp.ClientResponse, started: float) -> Comple
     )
 
 
-async def _read_stream(response: aiohttp.ClientResponse, started: float) -> Completion:
+async def _read_stream(
+    response: aiohttp.ClientResponse, started: float, deadline: float | None = None
+) -> Completion:
+    """Parse a streamed answer; ``deadline`` (loop time) is the request's own timeout."""
     content_type = response.headers.get("Content-Type", "")
     if "text/event-stream" not in content_type:
         if "json" in content_type:  # a server that ignores stream=true
@@ -573,7 +576,7 @@ async def _read_stream(response: aiohttp.ClientResponse, started: float) -> Comp
         if done:
             break
     if done:
-        await _drain(response)
+        await _drain(response, deadline)
     else:
         finished = time.perf_counter()
         if pending.strip() == b"data: [DONE]":  # the last line had no newline
@@ -592,21 +595,29 @@ async def _read_stream(response: aiohttp.ClientResponse, started: float) -> Comp
 
 
 # How long to wait, after [DONE], for the end of the response body.
-_DRAIN_S = 1.0
+_DRAIN_S = 0.25
 
 
-async def _drain(response: aiohttp.ClientResponse) -> None:
+async def _drain(response: aiohttp.ClientResponse, deadline: float | None) -> None:
     """Read to the end of the body after [DONE] so the connection goes back to the pool.
 
     The body's end (the chunked-encoding terminator) often arrives in its own packet after
     [DONE]. Leaving before it closes the connection instead of pooling it, and every streamed
-    request then pays a new TCP (and TLS) handshake. A server that keeps the stream open
-    after [DONE] only costs the connection, not the answer.
+    request then pays a new TCP (and TLS) handshake. The wait is bounded, and ends before the
+    request's own timeout: a server that keeps the body open after [DONE] costs the
+    connection and holds the request's concurrency slot up to ``_DRAIN_S`` longer, but the
+    answer is kept.
     """
     if response.content.is_eof():
         return
+    loop = asyncio.get_running_loop()
+    until = loop.time() + _DRAIN_S
+    if deadline is not None:
+        until = min(until, deadline - 0.05)
+    if until <= loop.time():
+        return
     with contextlib.suppress(TimeoutError, aiohttp.ClientError):
-        async with asyncio.timeout(_DRAIN_S):
+        async with asyncio.timeout_at(until):
             await response.content.read()
 
 

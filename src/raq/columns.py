@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 Kind = Literal["text", "float", "int", "bool"]
@@ -23,7 +24,8 @@ class ColumnTable:
 
     - ``text``: any Python objects (names, ids, error messages), kept as they come;
     - ``float``: float64, None as NaN;
-    - ``int``: int64 when every value is present, else float64 with NaN (as pandas infers);
+    - ``int``: int64 when every value is present and whole, else float64 with NaN for the
+      missing ones (None or NaN), as pandas infers; exact up to 2**53;
     - ``bool``: bool, from anything truthy (SQLite gives 0 and 1).
     """
 
@@ -72,8 +74,8 @@ class ColumnTable:
                 data[name] = values
             elif kind == "bool":
                 data[name] = np.frombuffer(column, dtype=np.int8).astype(bool)
-            elif kind == "int" and not has_none:
-                data[name] = np.frombuffer(column, dtype=np.float64).astype(np.int64)
+            elif kind == "int" and not has_none and _whole(values := np.frombuffer(column)):
+                data[name] = values.astype(np.int64)
             else:
                 data[name] = np.frombuffer(column, dtype=np.float64).copy()
         return pd.DataFrame(data, columns=list(self.kinds))
@@ -88,13 +90,19 @@ def _number_appender(
     nan = math.nan
 
     def append(value: Any) -> None:
-        if value is None:
+        if value is None or value != value:  # None or NaN: missing
             has_none[position] = True
             add(nan)
         else:
             add(value)
 
     return append
+
+
+def _whole(values: np.ndarray) -> bool:
+    import numpy as np
+
+    return bool(np.all(np.floor(values) == values))
 
 
 def _bool_appender(column: array[int]) -> Callable[[Any], None]:

@@ -168,11 +168,6 @@ def _tally(tally: dict[str, Any], judgment: Judgment) -> None:
         tally["errors"][kind] = tally["errors"].get(kind, 0) + 1
 
 
-def ranks_frame(rows: Iterable[tuple]) -> pd.DataFrame:
-    """The long ranks table (question_id, repeat, judge, candidate, rank, position)."""
-    return ColumnTable(RANK_KINDS).extend(rows).frame()
-
-
 def answer_metrics_frame(rows: Iterable[tuple], names: _Interned) -> pd.DataFrame:
     """The per-answer numbers (``RunStore.ANSWER_METRIC_FIELDS``) as a table, built a
     column at a time (an answer costs ~100 bytes here, however many the run has)."""
