@@ -6,14 +6,15 @@ from __future__ import annotations
 import gc
 import json
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from raq.errors import StoreError
-from raq.records import Answer, Judgment, QAItem
+from raq.records import Answer, Completion, Judgment, QAItem
 from raq.result import finalize
-from raq.store import RunStore
+from raq.store import ResponseCache, RunStore
 
 CANDIDATES = ("alpha", "beta")
 
@@ -126,3 +127,15 @@ def test_finalize_streams_answer_texts_instead_of_holding_them(tmp_path: Path) -
     assert growth < 0.1 * extra_text, f"finalize grew {growth / 1e6:.1f} MB"
     rows = [json.loads(line) for line in (large / "answers.jsonl").open()]
     assert len(rows) == 2_000 and len(rows[-1]["answer"]) == answer_chars
+
+
+def test_the_response_cache_gives_back_every_field_it_was_given(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    completion = Completion(
+        text="Paris — «ville»", latency_s=0.25, ttft_s=0.05, prompt_tokens=12,
+        completion_tokens=3, tool_arguments='{"ranking": [2, 1]}', finish_reason="stop",
+    )  # fmt: skip
+    cache.put("k", completion)
+    assert cache.get("k") == replace(completion, cached=True)
+    assert cache.get("other") is None
+    cache.close()

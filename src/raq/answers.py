@@ -39,6 +39,8 @@ def answer_request(
 
 
 def answer_fingerprint(endpoint: Endpoint, body: dict[str, Any]) -> str:
+    """What the stored answer was asked with. It is the response cache's key by design, so
+    the request is hashed once and passed to the client as its cache key."""
     return cache_key(endpoint, body)
 
 
@@ -48,10 +50,13 @@ async def ask_candidate(
     candidate: CandidateConfig,
     body: dict[str, Any],
     item: QAItem,
+    fingerprint: str | None = None,
 ) -> Answer:
-    """One answer with its speed metrics; a request that failed becomes an Answer with error."""
+    """One answer with its speed metrics; a request that failed becomes an Answer with error.
+    ``fingerprint``: ``answer_fingerprint(endpoint, body)``, if the caller has it (it is the
+    cache key, so the request is not hashed twice)."""
     try:
-        completion = await client.chat(endpoint, body, stream=candidate.stream)
+        completion = await client.chat(endpoint, body, stream=candidate.stream, key=fingerprint)
     except RequestError as exc:
         return Answer(question_id=item.id, candidate=candidate.name, answer=None, error=str(exc))
     text = completion.text.strip()

@@ -276,10 +276,13 @@ class ChatClient:
         *,
         stream: bool = False,
         cache_salt: str = "",
+        key: str | None = None,
     ) -> Completion:
-        """One chat completion, from the cache when it holds the same request."""
+        """One chat completion, from the cache when it holds the same request. ``key``: the
+        request's ``cache_key`` when the caller already has it (an answer's fingerprint)."""
         state = self._state(endpoint)
-        key = cache_key(endpoint, body, cache_salt) if self.cache is not None else ""
+        if self.cache is not None and key is None:
+            key = cache_key(endpoint, body, cache_salt)
         if self.cache is not None and not self.refresh:
             hit = self.cache.get(key)
             if hit is not None:
@@ -307,6 +310,7 @@ class ChatClient:
             raise
         state.consecutive_failures = 0
         if self.cache is not None:
+            assert key is not None
             self.cache.put(key, completion)
         return completion
 

@@ -415,7 +415,7 @@ class _Pipeline:
             self.progress.advance("answers")
             return reused
         assert self.client is not None
-        answer = await ask_candidate(self.client, endpoint, config, body, item)
+        answer = await ask_candidate(self.client, endpoint, config, body, item, fingerprint)
         self.store.put_answer(answer, fingerprint)
         self.progress.advance("answers")
         return answer

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+_STORED_COMPLETION_FIELDS = tuple(f.name for f in fields(Completion) if f.name != "cached")
+
+
 class ResponseCache:
     """Completed responses keyed by a hash of the request, shared across runs."""
 
@@ -101,8 +104,8 @@ class ResponseCache:
         return Completion(**{**json.loads(row[0]), "cached": True})
 
     def put(self, key: str, completion: Completion) -> None:
-        data = asdict(completion)
-        data.pop("cached")
+        # Field by field, not dataclasses.asdict (which deep-copies): this runs per answer.
+        data = {name: getattr(completion, name) for name in _STORED_COMPLETION_FIELDS}
         self._conn.execute(
             "INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
             (key, json.dumps(data, ensure_ascii=False), time.time()),
