@@ -235,11 +235,11 @@ def _candidates(result: RunResult, plots: dict[str, Path]) -> str:
 
 def _speed_distributions(summary: dict[str, Any]) -> str:
     """p50/p90/p99 and cost, when the summary carries them."""
-    metrics = [  # (summary key, label, shown ×: seconds per token read better as ms)
-        ("latency_s", "latency s", 1.0),
-        ("ttft_s", "TTFT s", 1.0),
-        ("time_per_output_token_s", "time per output token ms", 1000.0),
-        ("output_tokens_per_second", "output tokens/s", 1.0),
+    metrics = [  # (summary key, label, shown ×: seconds per token read better as ms, digits)
+        ("latency_s", "latency s", 1.0, 3),
+        ("ttft_s", "TTFT s", 1.0, 3),
+        ("time_per_output_token_s", "time per output token ms", 1000.0, 1),
+        ("output_tokens_per_second", "output tokens/s", 1.0, 1),
     ]
     rows = []
     for name, e in summary["candidates"].items():
@@ -247,10 +247,10 @@ def _speed_distributions(summary: dict[str, Any]) -> str:
         if not dist:
             continue
         row = [escape(str(name))]
-        for key, _, scale in metrics:
+        for key, _, scale, digits in metrics:
             d = dist.get(key) or {}
             p50, p90, p99 = (
-                _fmt(d[k] * scale if d.get(k) is not None else None, 3)
+                _fmt(d[k] * scale if d.get(k) is not None else None, digits)
                 for k in ("p50", "p90", "p99")
             )
             row.append(f"{p50} / {p90} / {p99} (n = {d.get('n', 0)})")
@@ -263,7 +263,7 @@ def _speed_distributions(summary: dict[str, Any]) -> str:
         rows.append(row)
     if not rows:
         return ""
-    header = ["candidate", *(f"{label} p50 / p90 / p99" for _, label, _ in metrics), "cost USD"]
+    header = ["candidate", *(f"{label} p50 / p90 / p99" for _, label, _, _ in metrics), "cost USD"]
     return (
         "<h3>Speed distributions</h3>"
         '<p class="desc">Percentiles over each candidate\'s successful answers with that '
