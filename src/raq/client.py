@@ -583,9 +583,8 @@ async def _read_stream(
         await _drain(response, deadline)
     else:
         finished = time.perf_counter()
-        if pending.strip() == b"data: [DONE]":  # the last line had no newline
-            done = True
-        elif finish_reason is None:
+        ended_without_newline = pending.strip() == b"data: [DONE]"
+        if not ended_without_newline and finish_reason is None:
             raise RequestError("the stream ended before [DONE]", retryable=True)
     return Completion(
         text="".join(parts),

@@ -47,9 +47,6 @@ class ColumnTable:
             self._columns.append(column)
         self._appenders = appenders
 
-    def __len__(self) -> int:
-        return len(self._columns[0]) if self._columns else 0
-
     def append(self, row: Sequence[Any]) -> None:
         for add, value in zip(self._appenders, row, strict=True):
             add(value)

@@ -31,12 +31,7 @@ RANK_KINDS: dict[str, Kind] = {
 }  # fmt: skip
 RANK_COLUMNS = list(RANK_KINDS)
 # The per-answer numbers read back for the statistics, plots and summary (no texts).
-ANSWER_METRIC_KINDS: dict[str, Kind] = {
-    "question_id": "text", "candidate": "text", "ok": "bool", "empty": "bool",
-    "latency_s": "float", "ttft_s": "float", "words": "int", "words_per_second": "float",
-    "prompt_tokens": "int", "completion_tokens": "int", "tokens_estimated": "bool",
-    "cached": "bool", "error": "text",
-}  # fmt: skip
+ANSWER_METRIC_KINDS = RunStore.ANSWER_METRIC_KINDS
 # The keys of answers.jsonl, in order; each is a field of raq.records.Answer.
 ANSWER_FIELDS = [
     "question_id", "candidate", "answer", "latency_s", "ttft_s", "words", "words_per_second",

@@ -12,8 +12,9 @@ import time
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from raq.columns import Kind
 from raq.config import CacheConfig
 from raq.errors import StoreError
 from raq.records import Answer, Completion, Judgment, QAItem
@@ -217,11 +218,14 @@ class RunStore:
         " answer IS NOT NULL AND error IS NULL AND answer = '', latency_s, ttft_s, words,"
         " words_per_second, prompt_tokens, completion_tokens, tokens_estimated, cached, error"
     )
-    ANSWER_METRIC_FIELDS = (
-        "question_id", "candidate", "ok", "empty", "latency_s", "ttft_s", "words",
-        "words_per_second", "prompt_tokens", "completion_tokens", "tokens_estimated", "cached",
-        "error",
-    )  # fmt: skip
+    # What answer_metrics yields per answer, in order, with each value's kind for a table.
+    ANSWER_METRIC_KINDS: ClassVar[dict[str, Kind]] = {
+        "question_id": "text", "candidate": "text", "ok": "bool", "empty": "bool",
+        "latency_s": "float", "ttft_s": "float", "words": "int", "words_per_second": "float",
+        "prompt_tokens": "int", "completion_tokens": "int", "tokens_estimated": "bool",
+        "cached": "bool", "error": "text",
+    }  # fmt: skip
+    ANSWER_METRIC_FIELDS = tuple(ANSWER_METRIC_KINDS)
 
     def answers(self, candidates: Collection[str] | None = None) -> Iterator[Answer]:
         """The answers to the run's questions (optionally of these candidates only), in

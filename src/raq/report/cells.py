@@ -27,6 +27,16 @@ def fmt_p(value: Any) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3g}"
 
 
+def fmt_percentiles(dist: dict[str, Any], digits: int, scale: float = 1.0) -> str:
+    """A summary.json distribution as 'p50 / p90 / p99 (n = N)', each value times ``scale``
+    (1000: seconds shown as ms)."""
+    p50, p90, p99 = (
+        fmt(dist[k] * scale if dist.get(k) is not None else None, digits)
+        for k in ("p50", "p90", "p99")
+    )
+    return f"{p50} / {p90} / {p99} (n = {dist.get('n', 0)})"
+
+
 def candidate_cells(entry: dict[str, Any]) -> list[str]:
     """One candidate's summary.json entry as the cells of CANDIDATE_COLUMNS."""
     ci = entry.get("mean_rank_ci95")

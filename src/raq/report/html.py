@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raq.report.cells import CANDIDATE_COLUMNS, candidate_cells, fmt, fmt_p
+from raq.report.cells import CANDIDATE_COLUMNS, candidate_cells, fmt, fmt_p, fmt_percentiles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -248,12 +248,7 @@ def _speed_distributions(summary: dict[str, Any]) -> str:
             continue
         row = [escape(str(name))]
         for key, _, scale, digits in metrics:
-            d = dist.get(key) or {}
-            p50, p90, p99 = (
-                _fmt(d[k] * scale if d.get(k) is not None else None, digits)
-                for k in ("p50", "p90", "p99")
-            )
-            row.append(f"{p50} / {p90} / {p99} (n = {d.get('n', 0)})")
+            row.append(escape(fmt_percentiles(dist.get(key) or {}, digits, scale)))
         cost = e.get("cost_usd")
         if cost:
             mark = " (estimated)" if cost.get("estimated") else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from raq.report.cells import CANDIDATE_COLUMNS, candidate_cells, fmt, fmt_p
+from raq.report.cells import CANDIDATE_COLUMNS, candidate_cells, fmt, fmt_p, fmt_percentiles
 
 if TYPE_CHECKING:
     from raq.result import RunResult
@@ -133,11 +133,7 @@ def _config_yaml(result: RunResult) -> str:
 
 
 def _percentiles(dist: dict[str, Any] | None, digits: int, scale: float = 1.0) -> str:
-    """'p50 / p90 / p99 (n = N)', each value times ``scale`` (1000: seconds shown as ms)."""
-    if not dist or not dist.get("n"):
-        return "–"
-    p50, p90, p99 = (fmt(dist[k] * scale, digits) for k in ("p50", "p90", "p99"))
-    return f"{p50} / {p90} / {p99} (n = {dist['n']})"
+    return fmt_percentiles(dist, digits, scale) if dist and dist.get("n") else "–"
 
 
 def _speed_section(summary: dict[str, Any]) -> list[str]:
