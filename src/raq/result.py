@@ -6,6 +6,7 @@ pandas and the statistics enter here, at the boundary, never in the pipeline.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
 from collections.abc import Iterable
@@ -14,13 +15,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raq.answer_stats import error_kind, summarise_answers
 from raq.columns import ColumnTable, Kind
 from raq.config import RunConfig
+from raq.rank_tally import RankStream, RankTally
 from raq.records import Answer, Judgment
 from raq.store import RunStore
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from raq.stats import StatsResult
@@ -43,20 +45,34 @@ ANSWER_FIELDS = [
 class RunResult:
     """What a run produced; in a notebook it displays as the summary table.
 
-    ``answer_metrics`` has one row per answer with every measurement but the text;
-    ``answers`` (the texts too) is read from answers.jsonl when first used.
+    ``ranks`` (one row per rank) and ``answer_metrics`` (one row per answer, every
+    measurement but the text) are read from the run's store when first used, and ``answers``
+    (the texts too) from answers.jsonl: a run's statistics never need them whole.
     """
 
     run_dir: Path
     config: RunConfig
     summary: pd.DataFrame
     pvalues: pd.DataFrame
-    ranks: pd.DataFrame
-    answer_metrics: pd.DataFrame
     stats: StatsResult | None
     summary_json: dict[str, Any]
     problems: list[str] = field(default_factory=list)
     plots: dict[str, Path] = field(default_factory=dict)
+    # Per candidate, matplotlib box-plot statistics of latency_s and ttft_s (latency.png).
+    speed_boxes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @cached_property
+    def ranks(self) -> pd.DataFrame:
+        """Every rank of the run: question_id, repeat, judge, candidate, rank, position."""
+        with _open_store(self.run_dir) as store:
+            return ranks_table(store)
+
+    @cached_property
+    def answer_metrics(self) -> pd.DataFrame:
+        """Every answer of the run with its measurements (``RunStore.ANSWER_METRIC_FIELDS``)."""
+        with _open_store(self.run_dir) as store:
+            candidates = [c.name for c in self.config.candidates]
+            return answer_metrics_frame(store.answer_metrics(candidates), _Interned())
 
     @cached_property
     def answers(self) -> pd.DataFrame:
@@ -74,15 +90,27 @@ class RunResult:
         return f"RunResult({self.run_dir})\n{table}"
 
 
+@contextlib.contextmanager
+def _open_store(run_dir: Path) -> Any:
+    store = RunStore.open_existing(run_dir)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 @dataclass(frozen=True)
 class RunRecords:
-    """What the outputs need of the current config's records, read back from the store:
-    numbers and tallies, never the texts (those stream straight to the output files)."""
+    """What the outputs need of the current config's records, read back from the store as
+    tallies: counts, sums and per-candidate summaries, never a table of ranks or answers (the
+    texts stream straight to the output files)."""
 
     config: RunConfig
     n_questions: int
-    answer_metrics: pd.DataFrame  # one row per answer, the store's ANSWER_METRIC_FIELDS
-    ranks: pd.DataFrame
+    ranks: RankStream  # closed; every rank of the current judges and repeats went in
+    answers: dict[str, dict[str, Any]]  # per candidate: its summary.json entry's answer part
+    speed_boxes: dict[str, dict[str, dict[str, Any]]]  # per candidate: box-plot statistics
+    words_ranks: dict[str, dict[tuple[float, float], int]]  # per judge: (words, rank) → count
     judge_tallies: dict[str, dict[str, Any]]  # per judge: counts, modes, errors
     meta: dict[str, Any]
 
@@ -91,10 +119,13 @@ def read_records(
     store: RunStore,
     judgments_jsonl: Path | None = None,
     answers_jsonl: Path | None = None,
+    ranks_csv: Path | None = None,
 ) -> RunRecords:
     """Read the current config's records. Judgments stream through once (to
-    ``judgments_jsonl`` when given) into the ranks table and per-judge tallies; answers
-    stream to ``answers_jsonl`` and are kept only as their numbers."""
+    ``judgments_jsonl`` and ``ranks_csv`` when given) into the rank tallies and per-judge
+    tallies; answers stream to ``answers_jsonl``, then one candidate at a time into its
+    summary. Memory does not grow with the number of questions beyond two numbers per
+    question and candidate (the question bootstrap's)."""
     from raq.run import repeats_for
 
     config = RunConfig.model_validate(store.get_meta("config"))
@@ -102,29 +133,69 @@ def read_records(
     repeats = {j.name: repeats_for(j, config.repeats) for j in config.judges}
     if answers_jsonl is not None:
         _write_jsonl(answers_jsonl, (_answer_row(a) for a in store.answers(candidates)))
-    judgments = (j for j in store.judgments() if j.judge in repeats and j.repeat < repeats[j.judge])
+
+    def current(judge: str, repeat: int) -> bool:
+        return judge in repeats and repeat < repeats[judge]
+
+    names_by_judge: dict[str, set[str]] = {}
+    for judge, repeat, name in store.ranked_candidates():
+        if current(judge, repeat):
+            names_by_judge.setdefault(judge, set()).add(name)
+    stream = RankStream(names_by_judge)
     tallies = {name: _new_tally() for name in repeats}
-    names = _Interned()
-    ranks = ColumnTable(RANK_KINDS)
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(_JsonlWriter(judgments_jsonl)) if judgments_jsonl else None
-        for judgment in judgments:
+        rank_rows = stack.enter_context(_RanksCsv(ranks_csv)) if ranks_csv else None
+        for judgment in store.judgments():
+            if not current(judgment.judge, judgment.repeat):
+                continue
             _tally(tallies[judgment.judge], judgment)
-            ranks.extend(_rank_rows(judgment, names))
+            if judgment.ok:
+                positions = {n: i + 1 for i, n in enumerate(judgment.presented_order)}
+                stream.add(
+                    judgment.question_id, judgment.repeat, judgment.judge, judgment.ranks,
+                    positions,
+                )  # fmt: skip
+                if rank_rows is not None:
+                    rank_rows.write(_rank_rows(judgment, positions))
             if out is not None:
                 out.write(_judgment_row(judgment))
+    stream.close()
+    answers, boxes = {}, {}
+    for candidate in config.candidates:
+        price = candidate.price
+        prices = (price.input_per_million, price.output_per_million) if price else None
+        answers[candidate.name], boxes[candidate.name] = summarise_answers(
+            store.answer_metrics([candidate.name]), prices
+        )
+    words_ranks: dict[str, dict[tuple[float, float], int]] = {}
+    for judge, repeat, words, rank, count in store.words_rank_counts(candidates):
+        if current(judge, repeat):
+            counts = words_ranks.setdefault(judge, {})
+            key = (float(words), float(rank))
+            counts[key] = counts.get(key, 0) + count
     meta = {
         key: store.get_meta(key)
         for key in ("name", "created_at", "updated_at", "status", "requests", "disabled_endpoints")
     }
     return RunRecords(
-        config,
-        store.question_count(),
-        answer_metrics_frame(store.answer_metrics(candidates), names),
-        ranks.frame(),
-        tallies,
-        meta,
+        config, store.question_count(), stream, answers, boxes, words_ranks, tallies, meta
     )
+
+
+def ranks_table(store: RunStore) -> pd.DataFrame:
+    """The current config's ranks as a table (``RunResult.ranks``), one row per rank."""
+    from raq.run import repeats_for
+
+    config = RunConfig.model_validate(store.get_meta("config"))
+    repeats = {j.name: repeats_for(j, config.repeats) for j in config.judges}
+    names = _Interned()
+    table = ColumnTable(RANK_KINDS)
+    for judgment in store.judgments():
+        if judgment.ok and judgment.judge in repeats and judgment.repeat < repeats[judgment.judge]:
+            positions = {n: i + 1 for i, n in enumerate(judgment.presented_order)}
+            table.extend(_rank_rows(judgment, positions, names))
+    return table.frame()
 
 
 class _Interned(dict[str, str]):
@@ -136,13 +207,15 @@ class _Interned(dict[str, str]):
         return key
 
 
-def _rank_rows(judgment: Judgment, names: _Interned) -> list[tuple]:
-    if not judgment.ok:
-        return []
+def _rank_rows(
+    judgment: Judgment, positions: dict[str, int], names: dict[str, str] | None = None
+) -> list[tuple]:
+    """A successful judgment's rows of RANK_COLUMNS."""
     j = judgment
-    judge = names[j.judge]
+    intern = names.__getitem__ if names is not None else str
+    judge = intern(j.judge)
     return [
-        (j.question_id, j.repeat, judge, names[name], rank, j.presented_order.index(name) + 1)
+        (j.question_id, j.repeat, judge, intern(name), float(rank), positions.get(name))
         for name, rank in j.ranks.items()
     ]
 
@@ -178,43 +251,24 @@ def finalize(run_dir: Path, store: RunStore) -> RunResult:
         store,
         judgments_jsonl=run_dir / "judgments.jsonl",
         answers_jsonl=run_dir / "answers.jsonl",
+        ranks_csv=run_dir / "ranks.csv",
     )
     config = records.config
-    ranks = records.ranks
-    ranks.to_csv(run_dir / "ranks.csv", index=False)
-    _release_arrow_memory()
-
-    stats, stats_error = _analyse(ranks, config)
+    stats, stats_error = _analyse(records.ranks.overall, config)
     pvalues = stats.pvalues if stats is not None else _empty_frame()
     pvalues.to_csv(run_dir / "pvalues.csv")
-    _release_arrow_memory()
-    summary_json = build_summary(records, ranks, stats, stats_error)
-    _release_arrow_memory()
+    summary_json = build_summary(records, stats, stats_error)
     (run_dir / "summary.json").write_text(
         json.dumps(_json_safe(summary_json), indent=2, ensure_ascii=False), encoding="utf-8"
     )
     summary = summary_frame(summary_json)
     problems = check_limits(config, summary_json)
     result = RunResult(
-        run_dir, config, summary, pvalues, ranks, records.answer_metrics, stats, summary_json,
-        problems,
+        run_dir, config, summary, pvalues, stats, summary_json, problems,
+        speed_boxes=records.speed_boxes,
     )  # fmt: skip
     write_reports(result)
     return result
-
-
-def _release_arrow_memory() -> None:
-    """Hand memory that pandas' Arrow-backed strings freed back to the OS between stages.
-
-    pandas 3 keeps text columns in Arrow, whose default pool (mimalloc) holds on to freed
-    pages: over a large run's statistics that retention, not data raq keeps, was most of
-    finalize's peak. A no-op where pyarrow is not loaded.
-    """
-    import sys
-
-    pyarrow = sys.modules.get("pyarrow")
-    if pyarrow is not None:
-        pyarrow.default_memory_pool().release_unused()
 
 
 def write_reports(result: RunResult) -> None:
@@ -235,28 +289,25 @@ def write_reports(result: RunResult) -> None:
 
 def load_result(run_dir: Path) -> RunResult:
     """Re-render a stored run (``raq report``)."""
-    store = RunStore.open_existing(run_dir)
-    try:
+    with _open_store(run_dir) as store:
         return finalize(run_dir, store)
-    finally:
-        store.close()
 
 
-def _analyse(ranks: pd.DataFrame, config: RunConfig) -> tuple[StatsResult | None, str | None]:
-    if ranks.empty or ranks["candidate"].nunique() < 2:
+def _analyse(tally: RankTally, config: RunConfig) -> tuple[StatsResult | None, str | None]:
+    if len(tally.ranked_names()) < 2:
         return None, "no statistics: fewer than two candidates have ranks"
     try:
-        return _test(ranks, config), None
+        return _test(tally, config), None
     except ValueError as exc:
         return None, f"no statistics: {exc}"
 
 
-def _test(ranks: pd.DataFrame, config: RunConfig) -> StatsResult:
+def _test(tally: RankTally, config: RunConfig) -> StatsResult:
     """The configured test on these ranks (ValueError when they cannot support it)."""
-    from raq.stats import analyse
+    from raq.stats import analyse_tally
 
-    return analyse(
-        ranks,
+    return analyse_tally(
+        tally,
         test=config.stats.test,
         p_adjust=config.p_adjust,
         alpha=config.alpha,
@@ -272,22 +323,15 @@ def _empty_frame() -> pd.DataFrame:
     return pd.DataFrame()
 
 
-def _mean(values: np.ndarray) -> float | None:
-    return float(values.mean()) if len(values) else None
-
-
 def build_summary(
-    records: RunRecords, ranks: pd.DataFrame, stats: StatsResult | None, stats_error: str | None
+    records: RunRecords, stats: StatsResult | None, stats_error: str | None
 ) -> dict[str, Any]:
     """summary.json: per-candidate standing and speed, the test used, the significant pairs."""
     config = records.config
     candidates: dict[str, Any] = {}
     order = list(stats.candidates) if stats else []
     order += [c.name for c in config.candidates if c.name not in order]
-    metrics = records.answer_metrics
     for name in order:
-        own = metrics[metrics["candidate"] == name]  # one candidate's rows at a time
-        ok = own[own["ok"]]
         entry: dict[str, Any] = {}
         if stats and name in stats.candidates:
             cs = stats.candidates[name]
@@ -300,23 +344,7 @@ def build_summary(
             }
         else:
             entry |= {"mean_rank": None, "median_rank": None, "std_rank": None, "n_ranks": 0}
-        entry |= {
-            "words_per_second": _mean(_values(ok, "words_per_second")),
-            "answer_words": _mean(_values(ok, "words")),
-            "ttft_s": _mean(_values(ok, "ttft_s")),
-            "latency_s": _mean(_values(ok, "latency_s")),
-            "failed_answers": len(own) - len(ok),
-            "answers": len(own),
-            "cached_answers": int(own["cached"].sum()),
-            "empty_answers": int(ok["empty"].sum()),
-            "errors": _error_counts(own["error"]),
-            "distributions": speed_distributions(ok),
-            "tokens": token_totals(ok),
-        }
-        price = next((c.price for c in config.candidates if c.name == name), None)
-        if price is not None:
-            entry["cost_usd"] = cost_estimate(ok, price.input_per_million, price.output_per_million)
-        candidates[name] = entry
+        candidates[name] = entry | records.answers[name]
     judges: dict[str, Any] = {}
     for judge in config.judges:
         judges[judge.name] = {"kind": judge.kind, **records.judge_tallies[judge.name]}
@@ -326,7 +354,7 @@ def build_summary(
         "test": stats.test if stats else {"name": None, "error": stats_error},
         "significant_pairs": [list(p) for p in stats.significant_pairs] if stats else [],
         "n_questions": records.n_questions,
-        "n_questions_ranked": int(ranks["question_id"].nunique()) if not ranks.empty else 0,
+        "n_questions_ranked": records.ranks.overall.n_questions,
         "repeats": config.repeats,
         "judges": judges,
         "self_judging": config.self_judging,
@@ -335,26 +363,29 @@ def build_summary(
         "disabled_endpoints": records.meta.get("disabled_endpoints") or {},
     }
     if stats is not None:
+        any_words = any(a["distributions"]["answer_words"]["n"] for a in records.answers.values())
         summary["pairs"] = [asdict(p) for p in stats.pairs]
         summary["power_hint"] = stats.power_hint
-        summary["diagnostics"] = diagnostics(ranks, records.answer_metrics, config.alpha)
-        summary["per_judge"] = per_judge_stats(ranks, config)
+        summary["diagnostics"] = diagnostics(
+            records.ranks, records.words_ranks if any_words else None, config.alpha
+        )
+        summary["per_judge"] = per_judge_stats(records.ranks, config)
     return summary
 
 
-def diagnostics(ranks: pd.DataFrame, answer_metrics: pd.DataFrame, alpha: float) -> dict[str, Any]:
+def diagnostics(
+    ranks: RankStream, words_ranks: dict[str, dict[tuple[float, float], int]] | None, alpha: float
+) -> dict[str, Any]:
     """Can the judges be trusted: position bias, self-consistency, agreement, length bias."""
     from raq import stats as st
 
-    ok = answer_metrics[answer_metrics["ok"]]
-    words = ok[["question_id", "candidate", "words"]]
     panel = st.panel_aggregate(ranks)
-    win = st.win_rates(ranks)
+    win = st.win_rates(ranks.overall)
     return {
         "position_bias": st.position_bias(ranks, alpha=alpha),
         "self_consistency": st.self_consistency(ranks),
         "judge_agreement": st.judge_agreement(ranks),
-        "length_bias": st.length_bias(ranks, words) if not words.empty else None,
+        "length_bias": st.length_bias_counts(words_ranks) if words_ranks is not None else None,
         "win_rates": {
             "description": "share of shared (question, repeat, judge) blocks where the row "
             "candidate ranked above the column one; ties count 1/2",
@@ -370,111 +401,22 @@ def diagnostics(ranks: pd.DataFrame, answer_metrics: pd.DataFrame, alpha: float)
     }
 
 
-def per_judge_stats(ranks: pd.DataFrame, config: RunConfig) -> dict[str, Any]:
+def per_judge_stats(ranks: RankStream, config: RunConfig) -> dict[str, Any]:
     """For a panel: the same test on each judge's ranks alone (empty for a single judge)."""
-    if ranks["judge"].nunique() < 2:
-        return {}
     out: dict[str, Any] = {}
-    for judge, rows in ranks.groupby("judge", sort=False):
+    for judge, tally in ranks.by_judge.items():
         try:
-            result = _test(rows, config)
+            result = _test(tally, config)
         except ValueError as exc:
-            out[str(judge)] = {"error": str(exc)}
+            out[judge] = {"error": str(exc)}
             continue
-        out[str(judge)] = {
+        out[judge] = {
             "mean_rank": {n: c.mean_rank for n, c in result.candidates.items()},
             "n_ranks": {n: c.n_ranks for n, c in result.candidates.items()},
             "significant_pairs": [list(p) for p in result.significant_pairs],
             "test": result.test.get("description"),
         }
     return out
-
-
-def _values(answers: pd.DataFrame, column: str) -> np.ndarray:
-    """A column's present values as float64, in question order."""
-    return answers[column].dropna().to_numpy(dtype=float)
-
-
-def _distribution(values: np.ndarray) -> dict[str, float | int | None]:
-    import numpy as np
-
-    if not len(values):
-        return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {"n": len(values), "mean": float(values.mean()), "p50": p50, "p90": p90, "p99": p99}
-
-
-def speed_distributions(answers: pd.DataFrame) -> dict[str, Any]:
-    """Mean and p50/p90/p99 of every speed and length metric, each over its own n.
-
-    Inter-token latency (time per output token) and output tokens per second are measured
-    after the first token: (latency - TTFT) over (completion tokens - 1).
-    """
-    timed = answers[
-        answers["ttft_s"].notna()
-        & (answers["latency_s"].fillna(0) != 0)
-        & (answers["completion_tokens"].fillna(0) > 1)
-    ]
-    decode_s = timed["latency_s"] - timed["ttft_s"]
-    after_first = timed["completion_tokens"] - 1
-    decoding = decode_s > 0
-    return {
-        "latency_s": _distribution(_values(answers, "latency_s")),
-        "ttft_s": _distribution(_values(answers, "ttft_s")),
-        "time_per_output_token_s": _distribution(
-            (decode_s[decoding] / after_first[decoding]).to_numpy(dtype=float)
-        ),
-        "output_tokens_per_second": _distribution(
-            (after_first[decoding] / decode_s[decoding]).to_numpy(dtype=float)
-        ),
-        "words_per_second": _distribution(_values(answers, "words_per_second")),
-        "answer_words": _distribution(_values(answers, "words")),
-        "tokens_estimated": bool(answers["tokens_estimated"].any()),
-    }
-
-
-def token_totals(answers: pd.DataFrame) -> dict[str, Any]:
-    return {
-        "prompt": int(answers["prompt_tokens"].fillna(0).sum()),
-        "completion": int(answers["completion_tokens"].fillna(0).sum()),
-        "prompt_reported": int(answers["prompt_tokens"].notna().sum()),
-        "completion_estimated": int(answers["tokens_estimated"].sum()),
-        "n_answers": len(answers),
-    }
-
-
-def cost_estimate(
-    answers: pd.DataFrame, input_per_million: float, output_per_million: float
-) -> dict[str, Any]:
-    """USD from the config's prices; ``estimated`` when any token count was words × 1.3."""
-    from raq.metrics import cost_usd
-
-    total = sum(
-        cost_usd(int(prompt), int(completion), input_per_million, output_per_million)
-        for prompt, completion in zip(
-            answers["prompt_tokens"].fillna(0), answers["completion_tokens"].fillna(0), strict=True
-        )
-    )
-    return {
-        "total": total,
-        "per_answer": total / len(answers) if len(answers) else None,
-        "estimated": bool(answers["tokens_estimated"].any()),
-        "n_answers": len(answers),
-    }
-
-
-def _error_counts(errors: Iterable[str | None]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for error in errors:
-        if isinstance(error, str) and error:
-            kind = error_kind(error)
-            counts[kind] = counts.get(kind, 0) + 1
-    return counts
-
-
-def error_kind(error: str) -> str:
-    """What errors are counted by in reports: the text before the first colon ("HTTP 503")."""
-    return error.split(":")[0][:80]
 
 
 def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
@@ -559,26 +501,42 @@ def _judgment_row(judgment: Judgment) -> dict[str, Any]:
     }
 
 
-class _JsonlWriter:
-    """Writes JSON lines to a temporary file that replaces ``path`` only when complete."""
+class _Replacing:
+    """A file written beside ``path`` that replaces it only when complete (a failed render
+    leaves the last good file in place)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.tmp = path.with_suffix(path.suffix + ".tmp")
 
-    def __enter__(self) -> _JsonlWriter:
-        self._file = self.tmp.open("w", encoding="utf-8")
+    def __enter__(self) -> _Replacing:
+        self.file = self.tmp.open("w", encoding="utf-8", newline="")
         return self
 
-    def write(self, row: dict[str, Any]) -> None:
-        self._file.write(json.dumps(_json_safe(row), ensure_ascii=False) + "\n")
-
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self._file.close()
+        self.file.close()
         if exc_type is None:
             self.tmp.replace(self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+class _JsonlWriter(_Replacing):
+    def write(self, row: dict[str, Any]) -> None:
+        self.file.write(json.dumps(_json_safe(row), ensure_ascii=False) + "\n")
+
+
+class _RanksCsv(_Replacing):
+    """ranks.csv, RANK_COLUMNS, a judgment's rows at a time."""
+
+    def __enter__(self) -> _RanksCsv:
+        super().__enter__()
+        self._writer = csv.writer(self.file, lineterminator="\n")
+        self._writer.writerow(RANK_COLUMNS)
+        return self
+
+    def write(self, rows: list[tuple]) -> None:
+        self._writer.writerows(rows)
 
 
 def _write_jsonl(path: Path, rows: Any) -> None:

@@ -8,6 +8,11 @@ Two tests are offered. "dunn" is the original article's Dunn test with Holm corr
 ranks pooled by candidate; it treats ranks as independent samples, which they are not (each
 block ranks the candidates together). "friedman" respects the blocked design: Friedman omnibus
 over complete blocks, then the Conover or Nemenyi post-hoc.
+
+Every test is computed from running tallies (``raq.rank_tally``), never from a table of all
+ranks, so a run's statistics use the same memory at 1,000 questions as at 1,000,000. The
+formulas are scikit-posthocs' and scipy's, and the tests hold the results to those libraries
+run on the full table.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scikit_posthocs as sp
 from scipy import stats as ss
 
-from raq.config import P_ADJUST_METHODS  # what scikit-posthocs hands to multipletests
+from raq.config import P_ADJUST_METHODS  # the methods of statsmodels' multipletests
+from raq.rank_tally import RankStream, RankTally, merge_counts, midranks, words_rank_counts
 
 # posthoc_conover_friedman also accepts this one (Tukey's studentized range instead of t).
 SINGLE_STEP = "single-step"
@@ -161,19 +166,30 @@ def _check_p_adjust(p_adjust: str | None, allow_single_step: bool) -> str | None
     return p_adjust
 
 
-def _block_matrix(df: pd.DataFrame) -> pd.DataFrame:
-    """Blocks × candidates (sorted by name) of ranks; NaN where a candidate is absent."""
-    matrix = df.set_index([*BLOCK, "candidate"])["rank"].unstack("candidate")
-    return matrix.reindex(columns=sorted(matrix.columns))
-
-
-def _complete_rows(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Complete blocks, re-ranked within each block so every row is a ranking of all columns."""
-    complete = matrix.dropna(axis=0, how="any")
-    if complete.empty:
-        return complete
-    reranked = ss.rankdata(complete.to_numpy(), axis=1, method="average")
-    return pd.DataFrame(reranked, index=complete.index, columns=complete.columns)
+def rank_stream(ranks: pd.DataFrame) -> RankStream:
+    """A ranks table fed to the tallies block by block, questions in order of first appearance
+    (the order of ranks.csv, so ``raq stats`` on a run's ranks.csv equals the run)."""
+    df = _prepare(ranks)
+    names_by_judge = {
+        str(judge): sorted(set(rows)) for judge, rows in df.groupby("judge")["candidate"]
+    }
+    stream = RankStream(names_by_judge)
+    question_codes = pd.factorize(df["question_id"])[0]
+    judge_codes = pd.factorize(df["judge"], sort=True)[0]
+    order = np.lexsort((judge_codes, df["repeat"].to_numpy(), question_codes))
+    columns = [df[c].to_numpy()[order] for c in ("question_id", "repeat", "judge")]
+    candidates = df["candidate"].to_numpy()[order]
+    rank_values = df["rank"].to_numpy()[order]
+    positions = df["position"].to_numpy()[order]
+    keys = zip(*columns, strict=True)
+    rows = zip(keys, candidates, rank_values, positions, strict=True)
+    for (question, repeat, judge), block in itertools.groupby(rows, key=lambda row: row[0]):
+        ranks_of, positions_of = {}, {}
+        for _, name, rank, position in block:
+            ranks_of[name] = float(rank)
+            positions_of[name] = float(position)
+        stream.add(question, int(repeat), str(judge), ranks_of, positions_of)
+    return stream.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,149 +207,219 @@ def analyse(
     seed: int = 0,
 ) -> StatsResult:
     """Candidate rank statistics plus pairwise significance with the chosen test."""
+    _check_options(test, posthoc, alpha, p_adjust)
+    return analyse_tally(
+        rank_stream(ranks).overall,
+        test=test, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed,
+    )  # fmt: skip
+
+
+def _check_options(test: str, posthoc: str, alpha: float, p_adjust: str | None) -> str | None:
     if test not in TESTS:
         raise ValueError(f"unknown test '{test}' (one of: {', '.join(TESTS)})")
     if posthoc not in POSTHOCS:
         raise ValueError(f"unknown post-hoc '{posthoc}' (one of: {', '.join(POSTHOCS)})")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    adjust = _check_p_adjust(
-        p_adjust, allow_single_step=test == "friedman" and posthoc == "conover"
-    )
-    df = _prepare(ranks)
-    names = sorted(df["candidate"].unique())
+    return _check_p_adjust(p_adjust, allow_single_step=test == "friedman" and posthoc == "conover")
+
+
+def analyse_tally(
+    tally: RankTally,
+    *,
+    test: str = "dunn",
+    p_adjust: str | None = "holm",
+    alpha: float = 0.05,
+    posthoc: str = "conover",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> StatsResult:
+    """``analyse`` on a closed tally (what a run's finalize streams its judgments into)."""
+    adjust = _check_options(test, posthoc, alpha, p_adjust)
+    if not tally.n_ranks:
+        raise ValueError("no ranks to analyse")
+    names = tally.ranked_names()
     if len(names) < 2:
         raise ValueError(f"need at least 2 candidates to compare, got {len(names)}: {names}")
-
+    if names != tally.names:
+        unranked = sorted(set(tally.names) - set(names))
+        raise ValueError(f"candidate(s) {', '.join(unranked)} have no ranks")
     if test == "dunn":
-        info, pvalues, unadjusted = _dunn(df, names, adjust)
+        info, pvalues, unadjusted = _dunn(tally, adjust)
     else:
-        info, pvalues, unadjusted = _friedman(df, names, adjust, posthoc)
+        info, pvalues, unadjusted = _friedman(tally, adjust, posthoc)
     info["alpha"] = alpha
 
-    candidates = _candidate_stats(df, n_boot=n_boot, seed=seed)
-    pairs = _pairs(df, names, pvalues, candidates, alpha)
+    candidates = _candidate_stats(tally, n_boot=n_boot, seed=seed)
+    pairs = _pairs(tally, pvalues, candidates, alpha)
     significant = [(p.a, p.b, p.p_adjusted) for p in pairs if p.significant]
     hint = None if significant else _power_hint(info, candidates, unadjusted, alpha)
     return StatsResult(info, candidates, pvalues, pairs, significant, hint)
 
 
 def _dunn(
-    df: pd.DataFrame, names: list[str], adjust: str | None
+    tally: RankTally, adjust: str | None
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """Dunn's test over all ranks pooled by candidate (the article's choice, kept as default)."""
-    data = df[["rank", "candidate"]]
-    pvalues = sp.posthoc_dunn(data, val_col="rank", group_col="candidate", p_adjust=adjust)
-    unadjusted = sp.posthoc_dunn(data, val_col="rank", group_col="candidate", p_adjust=None)
+    """Dunn's test over all ranks pooled by candidate (the article's choice, kept as default),
+    as scikit-posthocs' posthoc_dunn computes it, from each candidate's counts of each rank."""
+    pooled = merge_counts(tally.value_counts)
+    n = sum(pooled.values())
+    midrank = _midrank_map(pooled)
+    tie_sum = sum(c**3 - c for c in pooled.values())
+    ties = tie_sum / (12.0 * (n - 1))
+    sizes = np.array([sum(counts.values()) for counts in tally.value_counts], dtype=float)
+    means = (
+        np.array([sum(c * midrank[v] for v, c in counts.items()) for counts in tally.value_counts])
+        / sizes
+    )
+    upper = np.triu_indices(len(sizes), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs(means[upper[0]] - means[upper[1]]) / np.sqrt(
+            (n * (n + 1.0) / 12.0 - ties) * (1.0 / sizes[upper[0]] + 1.0 / sizes[upper[1]])
+        )
+    raw = 2.0 * ss.norm.sf(np.abs(z))
     how = f"{adjust}-adjusted" if adjust else "unadjusted"
     info = {
         "name": "dunn",
         "p_adjust": adjust,
         "posthoc": None,
         "description": (
-            f"Dunn's test on all {len(df)} ranks pooled by candidate, p-values {how} "
+            f"Dunn's test on all {n} ranks pooled by candidate, p-values {how} "
             "(the original RAQ method); it treats ranks as independent samples although each "
             "(question, repeat, judge) block ranks the candidates together, so the blocked "
             "Friedman test is the stricter alternative."
         ),
-        "n_questions": int(df["question_id"].nunique()),
-        "n_blocks": int(df.groupby(BLOCK).ngroups),
-        "n_ranks": len(df),
+        "n_questions": tally.n_questions,
+        "n_blocks": tally.n_blocks,
+        "n_ranks": tally.n_ranks,
     }
-    return info, _square(pvalues, names), _square(unadjusted, names)
+    return info, _square(_adjusted(raw, adjust), tally.names), _square(raw, tally.names)
+
+
+def _adjusted(raw: np.ndarray, adjust: str | None) -> np.ndarray:
+    """Pairwise p-values corrected for multiple comparisons (statsmodels' multipletests, the
+    function scikit-posthocs calls)."""
+    if not adjust or not len(raw):
+        return raw
+    from statsmodels.stats.multitest import multipletests
+
+    return multipletests(raw, method=adjust)[1]
+
+
+def _square(upper_values: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Upper-triangle pair values (row-major, as np.triu_indices) as a symmetric square table
+    with a 1.0 diagonal."""
+    k = len(names)
+    values = np.ones((k, k))
+    upper = np.triu_indices(k, 1)
+    values[upper] = upper_values
+    values[(upper[1], upper[0])] = upper_values
+    return pd.DataFrame(values, index=list(names), columns=list(names))
 
 
 def _friedman(
-    df: pd.DataFrame, names: list[str], adjust: str | None, posthoc: str
+    tally: RankTally, adjust: str | None, posthoc: str
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Friedman omnibus + post-hoc over complete blocks: the design the data actually has."""
-    matrix = _block_matrix(df)
-    complete = _complete_rows(matrix)
-    n_complete, n_dropped = len(complete), len(matrix) - len(complete)
-    if n_complete < 2:
+    n, k = tally.complete_blocks, len(tally.names)
+    n_dropped = tally.n_blocks - n
+    if n < 2:
         raise ValueError(
             f"the Friedman test needs at least 2 complete blocks (every candidate ranked in the "
-            f"same question, repeat and judge), found {n_complete} of {len(matrix)}; "
+            f"same question, repeat and judge), found {n} of {tally.n_blocks}; "
             "use test='dunn' instead"
         )
-    statistic, p_value = friedman_statistic(complete.to_numpy())
+    rank_sums = np.array(tally.complete_rank_sums)
+    statistic, p_value = _friedman_chi2(rank_sums, tally.complete_ties, n, k)
     if posthoc == "conover":
-        pvalues = sp.posthoc_conover_friedman(complete, p_adjust=adjust)
-        unadjusted = sp.posthoc_conover_friedman(complete, p_adjust=None)
+        squares = tally.complete_squares
+        pvalues = _conover(rank_sums, squares, n, k, adjust)
+        unadjusted = _conover(rank_sums, squares, n, k, None)
         post = f"Conover post-hoc with {adjust or 'no'} p-adjustment"
     else:
         adjust = None  # Nemenyi controls the family-wise error itself
-        pvalues = unadjusted = sp.posthoc_nemenyi_friedman(complete)
+        pvalues = unadjusted = _nemenyi(rank_sums, n, k)
         post = "Nemenyi post-hoc (its own family-wise control, no further p-adjustment)"
-    kept = complete.reset_index()
     info = {
         "name": "friedman",
         "p_adjust": adjust,
         "posthoc": posthoc,
         "description": (
-            f"Friedman test over {n_complete} complete (question, repeat, judge) blocks, ranks "
+            f"Friedman test over {n} complete (question, repeat, judge) blocks, ranks "
             f"re-ranked within each block, then {post}; the blocked design compares candidates "
             f"within the same question; {n_dropped} incomplete block(s) (a candidate's answer "
             "missing) were dropped from the test."
         ),
-        "n_questions": int(kept["question_id"].nunique()),
-        "n_blocks": len(matrix),
-        "n_ranks": len(df),
+        "n_questions": tally.complete_questions,
+        "n_blocks": tally.n_blocks,
+        "n_ranks": tally.n_ranks,
         "statistic": statistic,
         "p_value": p_value,
-        "df": len(names) - 1,
-        "n_complete_blocks": n_complete,
+        "df": k - 1,
+        "n_complete_blocks": n,
         "n_incomplete_blocks_dropped": n_dropped,
     }
-    return info, _square(pvalues, names), _square(unadjusted, names)
+    return info, _square(pvalues, tally.names), _square(unadjusted, tally.names)
 
 
-def friedman_statistic(matrix: np.ndarray) -> tuple[float, float]:
-    """Tie-corrected Friedman χ² and p for blocks × groups; scipy's, plus k = 2 it refuses."""
-    n, k = matrix.shape
-    if k >= 3:
-        result = ss.friedmanchisquare(*matrix.T)
-        return float(result.statistic), float(result.pvalue)
-    # Same formula as scipy (which requires k >= 3); for k = 2 it is the two-sided sign test χ².
-    ranks = ss.rankdata(matrix, axis=1, method="average")
-    ties = sum(_tie_sum(row, power=3) for row in ranks)
+def _friedman_chi2(rank_sums: np.ndarray, ties: float, n: int, k: int) -> tuple[float, float]:
+    """Tie-corrected Friedman χ² (scipy's friedmanchisquare formula, which also holds for the
+    k = 2 that scipy refuses: there it is the two-sided sign test χ²)."""
     correction = 1 - ties / (k * (k * k - 1) * n)
     if correction == 0:
         return math.nan, math.nan
-    ssbn = float(np.sum(ranks.sum(axis=0) ** 2))
+    ssbn = float(np.sum(rank_sums**2))
     statistic = (12.0 / (k * n * (k + 1)) * ssbn - 3 * n * (k + 1)) / correction
     return statistic, float(ss.chi2.sf(statistic, k - 1))
 
 
-def _tie_sum(values: np.ndarray, power: int = 3) -> float:
-    """Σ (t^power - t) over groups of tied values: the usual tie correction term."""
-    _, counts = np.unique(values, return_counts=True)
-    return float(np.sum(counts.astype(float) ** power - counts))
+def friedman_statistic(matrix: np.ndarray) -> tuple[float, float]:
+    """Tie-corrected Friedman χ² and p for blocks × groups (rows re-ranked)."""
+    n, k = np.shape(matrix)
+    reranked = [midranks([float(v) for v in row]) for row in np.asarray(matrix, dtype=float)]
+    rank_sums = np.sum([ranks for ranks, _ in reranked], axis=0)
+    return _friedman_chi2(rank_sums, sum(ties for _, ties in reranked), n, k)
 
 
-def _square(pvalues: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """scikit-posthocs output reindexed to the sorted candidate names with a 1.0 diagonal."""
-    pvalues = pvalues.copy()
-    pvalues.index = pvalues.index.astype(str)
-    pvalues.columns = pvalues.columns.astype(str)
-    values = pvalues.reindex(index=names, columns=names).to_numpy(dtype=float, copy=True)
-    np.fill_diagonal(values, 1.0)
-    return pd.DataFrame(values, index=names, columns=names)
+def _conover(
+    rank_sums: np.ndarray, squares: float, n: int, k: int, adjust: str | None
+) -> np.ndarray:
+    """scikit-posthocs' posthoc_conover_friedman, from the rank sums and Σ rank²."""
+    upper = np.triu_indices(k, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s2 = 1.0 / (k - 1.0) * (squares - k * n * ((k + 1.0) ** 2.0) / 4.0)
+        t2 = np.sum((rank_sums - n * (k + 1.0) / 2.0) ** 2.0) / s2
+        df = n * k - k - n + 1.0
+        a = s2 * (2.0 * n * (k - 1.0)) / df
+        b = 1.0 - t2 / (n * (k - 1.0))
+        differences = np.abs(rank_sums[upper[0]] - rank_sums[upper[1]])
+        if adjust == SINGLE_STEP:
+            q = np.sqrt(2.0) * differences / np.sqrt(a) / np.sqrt(b)
+            return ss.studentized_range.sf(q, k, np.inf)
+        t = differences / np.sqrt(a) / np.sqrt(b)
+        return _adjusted(2.0 * ss.t.sf(np.abs(t), df=df), adjust)
+
+
+def _nemenyi(rank_sums: np.ndarray, n: int, k: int) -> np.ndarray:
+    """scikit-posthocs' posthoc_nemenyi_friedman, from the rank sums."""
+    upper = np.triu_indices(k, 1)
+    means = rank_sums / n
+    q = np.abs(means[upper[0]] - means[upper[1]]) / np.sqrt(k * (k + 1.0) / (6.0 * n))
+    return ss.studentized_range.sf(q * np.sqrt(2.0), k, np.inf)
 
 
 def _pairs(
-    df: pd.DataFrame,
-    names: list[str],
+    tally: RankTally,
     pvalues: pd.DataFrame,
     candidates: dict[str, CandidateStats],
     alpha: float,
 ) -> list[PairResult]:
     """Every unordered pair with p-value, mean-rank difference and head-to-head win rate."""
-    wins, counts = _head_to_head(df, names)
     pairs = []
-    for a, b in itertools.combinations(names, 2):
+    for i, j in itertools.combinations(range(len(tally.names)), 2):
+        a, b = tally.names[i], tally.names[j]
         p = float(pvalues.at[a, b])
-        n = int(counts.at[a, b])
+        n = tally.shared[i][j]
         pairs.append(
             PairResult(
                 a=a,
@@ -341,7 +427,7 @@ def _pairs(
                 p_adjusted=p,
                 significant=bool(p < alpha),  # NaN compares False
                 mean_rank_diff=candidates[a].mean_rank - candidates[b].mean_rank,
-                win_rate_a=float(wins.at[a, b]) / n if n else math.nan,
+                win_rate_a=tally.wins[i][j] / n if n else math.nan,
                 n_pairs=n,
             )
         )
@@ -356,35 +442,40 @@ def candidate_stats(
     ranks: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0
 ) -> dict[str, CandidateStats]:
     """Per-candidate rank summary with a question-bootstrap CI, best mean rank first."""
-    return _candidate_stats(_prepare(ranks), n_boot=n_boot, seed=seed)
+    return _candidate_stats(rank_stream(ranks).overall, n_boot=n_boot, seed=seed)
 
 
-def _candidate_stats(df: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, CandidateStats]:
-    # Takes the prepared frame: preparing it again here and in the bootstrap held three copies
-    # of the ranks at once.
-    grouped = df.groupby("candidate")["rank"]
-    summary = pd.DataFrame(
-        {
-            "n": grouped.count(),
-            "mean": grouped.mean(),
-            "median": grouped.median(),
-            "std": grouped.std(ddof=1),
-        }
-    )
-    low, high = _bootstrap_mean_rank_ci(df, n_boot=n_boot, seed=seed)
-    order = sorted(summary.index, key=lambda name: (summary.at[name, "mean"], name))
+def _candidate_stats(tally: RankTally, *, n_boot: int, seed: int) -> dict[str, CandidateStats]:
+    low, high = _bootstrap_mean_rank_ci(tally, n_boot=n_boot, seed=seed)
+    summaries = {
+        name: _count_summary(counts)
+        for name, counts in zip(tally.names, tally.value_counts, strict=True)
+    }
+    order = sorted(summaries, key=lambda name: (summaries[name][1], name))
     return {
         name: CandidateStats(
-            name=name,
-            n_ranks=int(summary.at[name, "n"]),
-            mean_rank=float(summary.at[name, "mean"]),
-            median_rank=float(summary.at[name, "median"]),
-            std_rank=float(summary.at[name, "std"]),
-            ci_low=float(low[name]),
-            ci_high=float(high[name]),
+            name, *summaries[name], ci_low=float(low[name]), ci_high=float(high[name])
         )
         for name in order
     }
+
+
+def _count_summary(counts: dict[float, int]) -> tuple[int, float, float, float]:
+    """n, mean, median and sample std (ddof 1) of values given as value → count."""
+    n = sum(counts.values())
+    values = sorted(counts)
+    mean = math.fsum(v * counts[v] for v in values) / n
+    variance = math.fsum(counts[v] * (v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0
+    std = math.sqrt(variance) if n > 1 else math.nan
+    middle, seen, lower, upper = (n - 1) / 2, 0, None, None
+    for v in values:  # the values at sorted positions floor(middle) and ceil(middle)
+        seen += counts[v]
+        if lower is None and seen > math.floor(middle):
+            lower = v
+        if seen > math.ceil(middle):
+            upper = v
+            break
+    return n, mean, (lower + upper) / 2, std
 
 
 def bootstrap_mean_rank_ci(
@@ -393,26 +484,23 @@ def bootstrap_mean_rank_ci(
     """Percentile CI of each candidate's mean rank, resampling whole questions.
 
     Questions are the sampling unit (repeats and judges of one question are not independent),
-    so each draw takes question_ids with replacement and all their blocks come along.
+    so each draw takes questions with replacement and all their blocks come along.
     """
-    return _bootstrap_mean_rank_ci(_prepare(ranks), n_boot=n_boot, seed=seed, level=level)
+    stream = rank_stream(ranks)
+    return _bootstrap_mean_rank_ci(stream.overall, n_boot=n_boot, seed=seed, level=level)
 
 
 def _bootstrap_mean_rank_ci(
-    df: pd.DataFrame, *, n_boot: int, seed: int, level: float = 0.95
+    tally: RankTally, *, n_boot: int, seed: int, level: float = 0.95
 ) -> tuple[pd.Series, pd.Series]:
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    questions = sorted(df["question_id"].unique())
-    sums = df.pivot_table(
-        index="question_id", columns="candidate", values="rank", aggfunc="sum", fill_value=0.0
-    ).reindex(index=questions)
-    counts = df.pivot_table(
-        index="question_id", columns="candidate", values="rank", aggfunc="count", fill_value=0
-    ).reindex(index=questions, columns=sums.columns)
+    k = len(tally.names)
+    sums = np.frombuffer(tally.question_sums).reshape(-1, k)
+    counts = np.frombuffer(tally.question_counts).reshape(-1, k)
     rng = np.random.default_rng(seed)
-    n_q = len(questions)
-    means = np.empty((n_boot, sums.shape[1]))
+    n_q = len(sums)
+    means = np.empty((n_boot, k))
     # Chunks of resamples bound the weight matrix (≤ 2 MB whatever the number of questions),
     # so memory stays flat as datasets grow.
     chunk = max(1, min(256, 262_144 // max(n_q, 1)))
@@ -422,12 +510,10 @@ def _bootstrap_mean_rank_ci(
         weights = np.zeros((size, n_q))
         np.add.at(weights, (np.arange(size)[:, None], draws), 1.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means[start : start + size] = (weights @ sums.to_numpy()) / (
-                weights @ counts.to_numpy(dtype=float)
-            )
+            means[start : start + size] = (weights @ sums) / (weights @ counts)
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(means, [tail, 100 - tail], axis=0)
-    return pd.Series(low, index=sums.columns), pd.Series(high, index=sums.columns)
+    return pd.Series(low, index=tally.names), pd.Series(high, index=tally.names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,51 +579,37 @@ def _round_sig(value: float, digits: int = 2) -> int:
 # Head-to-head
 
 
-def _head_to_head(df: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Wins of row over column (ties 1/2) and number of blocks where both were ranked."""
-    matrix = _block_matrix(df).reindex(columns=names).to_numpy()
-    k = len(names)
-    wins = np.zeros((k, k))
-    counts = np.zeros((k, k), dtype=int)
-    for i, j in itertools.permutations(range(k), 2):
-        a, b = matrix[:, i], matrix[:, j]
-        both = ~np.isnan(a) & ~np.isnan(b)
-        counts[i, j] = int(both.sum())
-        wins[i, j] = float(np.sum(a[both] < b[both]) + 0.5 * np.sum(a[both] == b[both]))
-    return pd.DataFrame(wins, index=names, columns=names), pd.DataFrame(
-        counts, index=names, columns=names
-    )
-
-
-def win_rates(ranks: pd.DataFrame) -> pd.DataFrame:
+def win_rates(ranks: pd.DataFrame | RankTally) -> pd.DataFrame:
     """Share of paired comparisons where the row candidate beat the column one (ties 1/2).
 
     Shown next to p-values because it is an effect size anyone can read. Diagonal NaN.
     """
-    df = _prepare(ranks)
-    names = sorted(df["candidate"].unique())
-    wins, counts = _head_to_head(df, names)
+    tally = ranks if isinstance(ranks, RankTally) else rank_stream(ranks).overall
+    wins, shared = np.array(tally.wins), np.array(tally.shared, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rates = wins.to_numpy() / counts.to_numpy()
-    rates = np.where(counts.to_numpy() > 0, rates, np.nan)
+        rates = np.where(shared > 0, wins / shared, np.nan)
     np.fill_diagonal(rates, np.nan)
-    return pd.DataFrame(rates, index=names, columns=names)
+    return pd.DataFrame(rates, index=tally.names, columns=tally.names)
 
 
 # ---------------------------------------------------------------------------------------------
 # Judge diagnostics
 
 
-def position_bias(ranks: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
+def _stream_of(ranks: pd.DataFrame | RankStream) -> RankStream:
+    return ranks if isinstance(ranks, RankStream) else rank_stream(ranks)
+
+
+def position_bias(ranks: pd.DataFrame | RankStream, alpha: float = 0.05) -> dict[str, Any]:
     """Per judge: does the presented position predict the rank? (Kruskal–Wallis of rank by position)
 
     With counterbalanced positions a position effect does not bias candidates, but it shows a
     judge that reads order rather than content.
     """
-    df = _prepare(ranks)
-    judges: dict[str, Any] = {}
-    for judge, rows in df.groupby("judge", sort=True):
-        judges[str(judge)] = _position_bias_one(rows.dropna(subset=["position"]), alpha)
+    stream = _stream_of(ranks)
+    judges = {
+        judge: _position_bias_one(stream.position_counts[judge], alpha) for judge in stream.judges
+    }
     used = sum(j["n"] for j in judges.values())
     return {
         "description": (
@@ -551,52 +623,64 @@ def position_bias(ranks: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
     }
 
 
-def _position_bias_one(rows: pd.DataFrame, alpha: float) -> dict[str, Any]:
-    by_position = rows.groupby("position")["rank"]
-    groups = [g.to_numpy() for _, g in by_position]
-    statistic = p_value = math.nan
-    if len(groups) >= 2 and len(rows) > len(groups):
-        try:
-            result = ss.kruskal(*groups)
-            statistic, p_value = float(result.statistic), float(result.pvalue)
-        except ValueError:  # e.g. all values identical in older scipy
-            pass
+def _position_bias_one(counts: dict[tuple[float, float], int], alpha: float) -> dict[str, Any]:
+    by_position: dict[float, dict[float, int]] = {}
+    for (position, rank), count in counts.items():
+        by_position.setdefault(position, {})[rank] = count
+    positions = sorted(by_position)
+    groups = [by_position[p] for p in positions]
+    n = sum(counts.values())
+    statistic, p_value = (
+        kruskal_counts(groups) if len(groups) >= 2 and n > len(groups) else (math.nan, math.nan)
+    )
     return {
-        "mean_rank_by_position": {int(p): float(v) for p, v in by_position.mean().items()},
-        "n_by_position": {int(p): int(v) for p, v in by_position.count().items()},
+        "mean_rank_by_position": {
+            int(p): _count_summary(g)[1] for p, g in zip(positions, groups, strict=True)
+        },
+        "n_by_position": {int(p): sum(g.values()) for p, g in zip(positions, groups, strict=True)},
         "statistic": statistic,
         "p_value": p_value,
         "flagged": bool(p_value < alpha),
-        "n": len(rows),
+        "n": n,
     }
 
 
-def kendall_w(matrix: np.ndarray) -> float:
+def kruskal_counts(groups: list[dict[float, int]]) -> tuple[float, float]:
+    """scipy's Kruskal–Wallis H (tie-corrected) and p, from each group's value → count."""
+    pooled = merge_counts(groups)
+    total = sum(pooled.values())
+    midrank = _midrank_map(pooled)
+    ties = 1 - sum(c**3 - c for c in pooled.values()) / (total**3 - total)
+    if ties == 0:
+        return math.nan, math.nan
+    ssbn = sum(
+        sum(c * midrank[v] for v, c in group.items()) ** 2 / sum(group.values()) for group in groups
+    )
+    h = (12.0 / (total * (total + 1)) * ssbn - 3 * (total + 1)) / ties
+    return float(h), float(ss.chi2.sf(h, len(groups) - 1))
+
+
+def kendall_w(matrix: Any) -> float:
     """Kendall's W (tie-corrected) for raters (rows) ranking items (columns); NaN if undefined."""
     matrix = np.asarray(matrix, dtype=float)
     m, n = matrix.shape
     if m < 2 or n < 2:
         return math.nan
-    ranks = ss.rankdata(matrix, axis=1, method="average")
-    totals = ranks.sum(axis=0)
+    reranked = [midranks(list(row)) for row in matrix]
+    totals = np.sum([ranks for ranks, _ in reranked], axis=0)
     s = float(np.sum((totals - totals.mean()) ** 2))
-    ties = sum(_tie_sum(row) for row in ranks)
+    ties = sum(t for _, t in reranked)
     denominator = m**2 * (n**3 - n) - m * ties
     return 12 * s / denominator if denominator > 0 else math.nan
 
 
-def self_consistency(ranks: pd.DataFrame) -> dict[str, Any]:
+def self_consistency(ranks: pd.DataFrame | RankStream) -> dict[str, Any]:
     """Per judge: Kendall's W across repeats of a question (1 = it always agrees with itself)."""
-    df = _prepare(ranks)
+    stream = _stream_of(ranks)
     judges: dict[str, Any] = {}
-    for judge, rows in df.groupby("judge", sort=True):
-        complete = _complete_rows(_block_matrix(rows))
-        values = []
-        for _, blocks in complete.groupby(level="question_id"):
-            w = kendall_w(blocks.to_numpy()) if len(blocks) >= 2 else math.nan
-            if math.isfinite(w):
-                values.append(w)
-        judges[str(judge)] = {
+    for judge in stream.judges:
+        values = stream.self_consistency[judge]
+        judges[judge] = {
             "mean_w": float(np.mean(values)) if values else math.nan,
             "n_questions": len(values),
             "n": len(values),
@@ -612,26 +696,12 @@ def self_consistency(ranks: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def judge_agreement(ranks: pd.DataFrame) -> dict[str, Any] | None:
+def judge_agreement(ranks: pd.DataFrame | RankStream) -> dict[str, Any] | None:
     """Panel only: do judges rank the same answers alike? (Kendall tau between judges, and W)"""
-    df = _prepare(ranks)
-    judges = sorted(df["judge"].unique())
-    if len(judges) < 2:
+    stream = _stream_of(ranks)
+    if len(stream.judges) < 2:
         return None
-    matrix = _block_matrix(df)
-    taus: dict[tuple[str, str], list[float]] = {p: [] for p in itertools.combinations(judges, 2)}
-    ws: list[float] = []
-    for _, item in matrix.groupby(level=["question_id", "repeat"]):
-        by_judge = item.droplevel(["question_id", "repeat"])
-        for a, b in taus:
-            if a in by_judge.index and b in by_judge.index:
-                tau = _tau(by_judge.loc[a].to_numpy(), by_judge.loc[b].to_numpy())
-                if math.isfinite(tau):
-                    taus[(a, b)].append(tau)
-        if len(by_judge) == len(judges) and not by_judge.isna().any().any():
-            w = kendall_w(by_judge.to_numpy())
-            if math.isfinite(w):
-                ws.append(w)
+    taus, ws = stream.taus, stream.agreement_ws
     all_taus = [t for values in taus.values() for t in values]
     return {
         "description": (
@@ -651,29 +721,33 @@ def judge_agreement(ranks: pd.DataFrame) -> dict[str, Any] | None:
     }
 
 
-def _tau(a: np.ndarray, b: np.ndarray) -> float:
-    """Kendall tau over the items both rankings contain; NaN when fewer than 2 or constant."""
+def kendall_tau(a: Any, b: Any) -> float:
+    """Kendall tau over the items both rankings contain (NaN marks a missing one); NaN when
+    fewer than 2 or constant."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     both = ~np.isnan(a) & ~np.isnan(b)
     if both.sum() < 2:
         return math.nan
     return float(ss.kendalltau(a[both], b[both]).statistic)
 
 
-def panel_aggregate(ranks: pd.DataFrame) -> pd.DataFrame | None:
+def panel_aggregate(ranks: pd.DataFrame | RankStream) -> pd.DataFrame | None:
     """Panel only: per-judge mean rank per candidate, with median and std across judges.
 
     The article's proposal against single-judge bias: a candidate that only one judge favours
     shows a large std.
     """
-    df = _prepare(ranks)
-    judges = sorted(df["judge"].unique())
-    if len(judges) < 2:
+    stream = _stream_of(ranks)
+    if len(stream.judges) < 2:
         return None
-    table = df.pivot_table(index="candidate", columns="judge", values="rank", aggfunc="mean")
-    table = table.reindex(columns=judges)
-    table.columns = [str(c) for c in table.columns]
+    table = pd.DataFrame(np.nan, index=stream.names, columns=stream.judges)
+    for judge, tally in stream.by_judge.items():
+        for name, counts in zip(tally.names, tally.value_counts, strict=True):
+            if counts:
+                table.at[name, judge] = _count_summary(counts)[1]
     per_judge = table.to_numpy()
-    table["median"] = np.nanmedian(per_judge, axis=1)
+    with np.errstate(invalid="ignore"):
+        table["median"] = np.nanmedian(per_judge, axis=1)
     table["std"] = pd.DataFrame(per_judge).std(axis=1, ddof=1).to_numpy()
     table.index.name = "candidate"
     return table.sort_values(["median"], kind="stable")
@@ -698,8 +772,14 @@ def length_bias(ranks: pd.DataFrame, words: pd.DataFrame) -> dict[str, Any]:
     w["words"] = pd.to_numeric(w["words"], errors="coerce")
     w = w.dropna(subset=["words"]).groupby(keys, as_index=False)["words"].mean()
     joined = df.merge(w, on=keys, how="inner")
-    result = _spearman(joined)
-    result["judges"] = {str(j): _spearman(rows) for j, rows in joined.groupby("judge", sort=True)}
+    rows = zip(joined["judge"], joined["words"], joined["rank"], strict=True)
+    return length_bias_counts(words_rank_counts(rows))
+
+
+def length_bias_counts(counts: dict[str, dict[tuple[float, float], int]]) -> dict[str, Any]:
+    """``length_bias`` from per judge (words, rank) → count tallies."""
+    result = spearman_counts(merge_counts(counts.values()))
+    result["judges"] = {judge: spearman_counts(counts[judge]) for judge in sorted(counts)}
     result["description"] = (
         "Spearman correlation of answer length in words with rank over joined (answer, rank) "
         "rows; negative rho means longer answers get better ranks."
@@ -707,9 +787,34 @@ def length_bias(ranks: pd.DataFrame, words: pd.DataFrame) -> dict[str, Any]:
     return result
 
 
-def _spearman(rows: pd.DataFrame) -> dict[str, Any]:
+def spearman_counts(counts: dict[tuple[float, float], int]) -> dict[str, Any]:
+    """scipy's Spearman rho and two-sided p (t with n - 2 df) from (x, y) → count."""
+    n = sum(counts.values())
+    x_counts = merge_counts({x: c} for (x, _), c in counts.items())
+    y_counts = merge_counts({y: c} for (_, y), c in counts.items())
     rho = p_value = math.nan
-    if len(rows) >= 3 and rows["words"].nunique() > 1 and rows["rank"].nunique() > 1:
-        result = ss.spearmanr(rows["words"], rows["rank"])
-        rho, p_value = float(result.statistic), float(result.pvalue)
-    return {"rho": rho, "p_value": p_value, "n": len(rows)}
+    if n >= 3 and len(x_counts) > 1 and len(y_counts) > 1:
+        x_rank, y_rank = _midrank_map(x_counts), _midrank_map(y_counts)
+        centre = (n + 1) / 2  # the mean of midranks 1..n
+        covariance = math.fsum(
+            c * (x_rank[x] - centre) * (y_rank[y] - centre) for (x, y), c in counts.items()
+        )
+        x_var = math.fsum(c * (x_rank[x] - centre) ** 2 for x, c in x_counts.items())
+        y_var = math.fsum(c * (y_rank[y] - centre) ** 2 for y, c in y_counts.items())
+        rho = covariance / math.sqrt(x_var * y_var)
+        rho = max(-1.0, min(1.0, rho))
+        if abs(rho) == 1.0:
+            p_value = 0.0  # a perfect monotone relation: t is infinite
+        else:
+            t = rho * math.sqrt((n - 2) / ((rho + 1.0) * (1.0 - rho)))
+            p_value = float(2 * ss.t.sf(abs(t), n - 2))
+    return {"rho": rho, "p_value": p_value, "n": n}
+
+
+def _midrank_map(counts: dict[float, int]) -> dict[float, float]:
+    """Each value's average rank (1-based, ties share it) among values given as value → count."""
+    midrank, below = {}, 0
+    for value in sorted(counts):
+        midrank[value] = below + (counts[value] + 1) / 2
+        below += counts[value]
+    return midrank

@@ -285,6 +285,29 @@ class RunStore:
                 cached=bool(r[9]),
             )  # fmt: skip
 
+    def ranked_candidates(self) -> Iterator[tuple[str, int, str]]:
+        """Distinct (judge, repeat, candidate) over the run's successful judgments' ranks:
+        which candidates each judge ranked, known before the ranks stream through."""
+        return self._conn.execute(
+            "SELECT DISTINCT j.judge, j.repeat, r.key FROM judgments j"
+            " JOIN questions q ON q.id = j.question_id, json_each(j.ranks) r"
+            " WHERE j.error IS NULL"
+        )
+
+    def words_rank_counts(self, candidates: Collection[str]) -> Iterator[tuple]:
+        """(judge, repeat, words, rank, count): how often a successful answer of this many words
+        got this rank, counted inside SQLite (the length-bias test needs only these counts)."""
+        names = sorted(candidates)
+        return self._conn.execute(
+            "SELECT j.judge, j.repeat, a.words, r.value, COUNT(*) FROM judgments j"
+            " JOIN questions q ON q.id = j.question_id, json_each(j.ranks) r"
+            " JOIN answers a ON a.question_id = j.question_id AND a.candidate = r.key"
+            f" WHERE j.error IS NULL AND a.candidate IN ({','.join('?' * len(names))})"
+            " AND a.answer IS NOT NULL AND a.error IS NULL AND a.words IS NOT NULL"
+            " GROUP BY j.judge, j.repeat, a.words, r.value",
+            tuple(names),
+        )
+
     def copy_from(self, other: Path) -> None:
         """Add another run store's questions, answers and judgments (``raq merge``) inside
         SQLite, so no record passes through Python; a question already here is an error."""

@@ -223,13 +223,6 @@ def _n_text(counts: list[int], unit: str) -> str:
     return f"n = {low}–{high} {unit} per candidate"
 
 
-def _ok_answers(answer_metrics: pd.DataFrame) -> pd.DataFrame:
-    """Answers that came back (no error, text present): the ones speed means are taken over."""
-    if answer_metrics.empty:
-        return answer_metrics
-    return answer_metrics[answer_metrics["ok"]]
-
-
 # ---------------------------------------------------------------------------------------------
 # bars.png: the article's figure
 
@@ -240,7 +233,6 @@ def _bars(result: RunResult, labels: dict[str, str]) -> Figure | str:
 
     candidates = result.summary_json["candidates"]
     names = list(candidates)
-    ok = _ok_answers(result.answer_metrics)
     panels = [
         key
         for key in ("mean_rank", "words_per_second", "answer_words")
@@ -275,11 +267,8 @@ def _bars(result: RunResult, labels: dict[str, str]) -> Figure | str:
         if key == "mean_rank":
             _rank_panel(ax, result, names, values, sep)
             continue
-        column = key if key != "answer_words" else "words"
-        counts = [
-            int(ok.loc[ok["candidate"] == n, column].notna().sum()) if column in ok.columns else 0
-            for n in names
-        ]
+        # Successful answers with the measurement: the n of its mean.
+        counts = [candidates[n]["distributions"][key]["n"] for n in names]
         if key == "words_per_second":
             ax.set_title(
                 f"Words per second{sep}(answer words ÷ request latency)\n"
@@ -491,20 +480,18 @@ def _latency(result: RunResult, labels: dict[str, str]) -> Figure | str:
     """Box plots of request latency and time to first token per candidate."""
     from matplotlib import pyplot as plt
 
-    ok = _ok_answers(result.answer_metrics)
-    if ok.empty or "latency_s" not in ok.columns:
+    boxes = result.speed_boxes
+    names = [n for n in result.summary_json["candidates"] if boxes.get(n)]
+    if not names:
         return "no successful answers with timings"
-    names = [n for n in result.summary_json["candidates"] if n in set(ok["candidate"])]
     panels = [
         (column, title)
         for column, title in (
             ("latency_s", "Request latency, s (start → last byte)"),
             ("ttft_s", "Time to first token, s (streamed answers)"),
         )
-        if column in ok.columns and ok[column].notna().any()
+        if any(column in boxes[n] for n in names)
     ]
-    if not panels or not names:
-        return "no answer has a latency"
     colors = _colors(list(result.summary_json["candidates"]))
     stacked = len(names) > STACK_BARS_ABOVE
     if stacked:
@@ -518,30 +505,38 @@ def _latency(result: RunResult, labels: dict[str, str]) -> Figure | str:
     axes = [grid] if len(panels) == 1 else list(grid)
     tick_labels = [labels[n] for n in names]
     for ax, (column, title) in zip(axes, panels, strict=True):
-        data = [
-            ok.loc[ok["candidate"] == n, column].dropna().astype(float).to_numpy() for n in names
-        ]
-        boxes = ax.boxplot(
-            data,
-            tick_labels=tick_labels,
+        # Drawn from statistics taken per candidate while the answers streamed (what
+        # Axes.boxplot would compute from every value); empty where a candidate has none.
+        stats = [{**boxes[n][column], "label": labels[n]} if column in boxes[n] else
+                 _empty_box(labels[n]) for n in names]  # fmt: skip
+        drawn = ax.bxp(
+            stats,
             patch_artist=True,
             widths=0.6,
             medianprops={"color": "black"},
             flierprops={"markersize": 3, "alpha": 0.6},
         )
-        for patch, name in zip(boxes["boxes"], names, strict=True):
+        for patch, name in zip(drawn["boxes"], names, strict=True):
             patch.set_facecolor(colors[name])
             patch.set_alpha(0.75)
         ax.grid(axis="y", alpha=0.3)
         ax.set_ylim(bottom=0)
         ax.set_ylabel("seconds")
-        counts = [len(d) for d in data]
+        counts = [result.summary_json["candidates"][n]["distributions"][column]["n"] for n in names]
         sep = " " if stacked else "\n"  # side by side, a long title would run into the next
         ax.set_title(f"{title}\nper successful answer,{sep}{_n_text(counts, 'answers')}")
         if not stacked or ax is axes[-1]:
             ax.tick_params(axis="x", labelbottom=True)
             _rotate_ticks(ax, tick_labels)
     return _laid_out(fig)
+
+
+def _empty_box(label: str) -> dict[str, Any]:
+    """An empty box, as Axes.boxplot draws for a candidate without values."""
+    import numpy as np
+    from matplotlib.cbook import boxplot_stats
+
+    return {**boxplot_stats(np.array([]))[0], "label": label}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,16 +547,13 @@ def _position_bias(result: RunResult, labels: dict[str, str]) -> Figure | str:
     """Mean rank by presented position per judge: flat lines mean the judge reads content."""
     from matplotlib import pyplot as plt
 
-    from raq.stats import BLOCK, position_bias
-
-    ranks = result.ranks
-    if ranks.empty or "position" not in ranks.columns or ranks["position"].isna().all():
-        return "no ranks with a presented position"
-    bias = position_bias(ranks, alpha=result.config.alpha)
+    bias = result.summary_json.get("diagnostics", {}).get("position_bias")
+    if not bias or not bias["n"]:
+        return "no ranks with a presented position (or no statistics for this run)"
     judges = {j: d for j, d in bias["judges"].items() if len(d["mean_rank_by_position"]) >= 2}
     if not judges:
         return "every judge saw a single position only"
-    k = int(ranks.groupby(BLOCK).size().max())
+    k = int(max(p for d in bias["judges"].values() for p in d["mean_rank_by_position"]))
     fig, ax = plt.subplots(figsize=(max(5.5, 1.5 + 0.5 * k), 4.2))
     for judge, data in judges.items():
         positions = sorted(data["mean_rank_by_position"])

@@ -1,0 +1,166 @@
+"""raq computes its rank tests from running tallies; here scikit-posthocs and scipy, run on the
+full table of ranks, are the reference they must match."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import scikit_posthocs as sp
+from scipy import stats as ss
+
+from raq import stats
+from raq.rank_tally import RankTally
+
+NAMES = ["alpha", "beta", "delta", "gamma"]
+
+
+def random_ranks(seed: int, questions: int = 60, ties: float = 0.15) -> pd.DataFrame:
+    """Ranks from two judges over three repeats; some blocks miss a candidate (a failed
+    answer), some rank two candidates equal; a candidate is better on average."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for q, repeat, judge in itertools.product(range(questions), range(3), ["j1", "j2"]):
+        present = [n for n in NAMES if rng.random() > 0.08]
+        if len(present) < 2:
+            continue
+        quality = {n: rng.normal(NAMES.index(n) * 0.4, 1.0) for n in present}
+        if rng.random() < ties:
+            a, b = rng.choice(present, 2, replace=False)
+            quality[a] = quality[b]
+        ranks = ss.rankdata([quality[n] for n in present], method="average")
+        order = list(rng.permutation(present))
+        for name, rank in zip(present, ranks, strict=True):
+            rows.append((f"q{q:03d}", repeat, judge, name, float(rank), order.index(name) + 1))
+    return pd.DataFrame(
+        rows, columns=["question_id", "repeat", "judge", "candidate", "rank", "position"]
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("adjust", ["holm", None, "bonferroni", "fdr_bh"])
+def test_dunn_equals_scikit_posthocs(seed: int, adjust: str | None) -> None:
+    ranks = random_ranks(seed)
+    result = stats.analyse(ranks, test="dunn", p_adjust=adjust, n_boot=10)
+    expected = sp.posthoc_dunn(ranks, val_col="rank", group_col="candidate", p_adjust=adjust)
+    expected = expected.reindex(index=NAMES, columns=NAMES)
+    np.testing.assert_allclose(result.pvalues.to_numpy(), expected.to_numpy(), rtol=1e-9)
+    assert result.test["n_ranks"] == len(ranks)
+    assert result.test["n_blocks"] == ranks.groupby(["question_id", "repeat", "judge"]).ngroups
+
+
+def complete_matrix(ranks: pd.DataFrame) -> pd.DataFrame:
+    matrix = ranks.pivot_table(
+        index=["question_id", "repeat", "judge"], columns="candidate", values="rank"
+    ).dropna()
+    return pd.DataFrame(
+        ss.rankdata(matrix.to_numpy(), axis=1), index=matrix.index, columns=matrix.columns
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize(
+    ("posthoc", "adjust"),
+    [("conover", "holm"), ("conover", None), ("conover", "single-step"), ("nemenyi", None)],
+)
+def test_friedman_and_posthoc_equal_scipy_and_scikit_posthocs(
+    seed: int, posthoc: str, adjust: str | None
+) -> None:
+    ranks = random_ranks(seed)
+    result = stats.analyse(ranks, test="friedman", posthoc=posthoc, p_adjust=adjust, n_boot=10)
+    matrix = complete_matrix(ranks)
+    chi2 = ss.friedmanchisquare(*matrix.to_numpy().T)
+    assert result.test["statistic"] == pytest.approx(chi2.statistic, rel=1e-9)
+    assert result.test["p_value"] == pytest.approx(chi2.pvalue, rel=1e-9)
+    assert result.test["n_complete_blocks"] == len(matrix)
+    assert result.test["n_questions"] == matrix.reset_index()["question_id"].nunique()
+    if posthoc == "conover":
+        expected = sp.posthoc_conover_friedman(matrix, p_adjust=adjust)
+    else:
+        expected = sp.posthoc_nemenyi_friedman(matrix)
+    np.testing.assert_allclose(
+        result.pvalues.to_numpy(), expected.reindex(index=NAMES, columns=NAMES).to_numpy(),
+        rtol=1e-9,
+    )  # fmt: skip
+
+
+def test_candidate_summaries_equal_pandas() -> None:
+    ranks = random_ranks(4)
+    result = stats.analyse(ranks, n_boot=10)
+    grouped = ranks.groupby("candidate")["rank"]
+    for name, c in result.candidates.items():
+        assert c.n_ranks == grouped.count()[name]
+        assert c.mean_rank == pytest.approx(grouped.mean()[name], rel=1e-12)
+        assert c.median_rank == grouped.median()[name]
+        assert c.std_rank == pytest.approx(grouped.std(ddof=1)[name], rel=1e-12)
+    assert list(result.candidates) == list(grouped.mean().sort_values().index)
+
+
+def test_bootstrap_resamples_questions_like_the_direct_computation() -> None:
+    ranks = random_ranks(5, questions=30)
+    low, high = stats.bootstrap_mean_rank_ci(ranks, n_boot=300, seed=7)
+    # Direct: questions in order of first appearance, each draw a multiset of questions.
+    questions = list(dict.fromkeys(ranks["question_id"]))
+    rng = np.random.default_rng(7)
+    draws = rng.integers(0, len(questions), size=(300, len(questions)))
+    by_question = {q: rows for q, rows in ranks.groupby("question_id")}
+    for name in NAMES:
+        means = []
+        for draw in draws:
+            picked = pd.concat([by_question[questions[i]] for i in draw])
+            means.append(picked.loc[picked["candidate"] == name, "rank"].mean())
+        expected = np.percentile(means, [2.5, 97.5])
+        assert [low[name], high[name]] == pytest.approx(list(expected), rel=1e-9)
+
+
+def test_position_bias_and_length_bias_equal_scipy() -> None:
+    ranks = random_ranks(6)
+    bias = stats.position_bias(ranks)
+    for judge, rows in ranks.groupby("judge"):
+        expected = ss.kruskal(*[g["rank"] for _, g in rows.groupby("position")])
+        assert bias["judges"][judge]["statistic"] == pytest.approx(expected.statistic, rel=1e-9)
+        assert bias["judges"][judge]["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+        means = rows.groupby("position")["rank"].mean()
+        assert bias["judges"][judge]["mean_rank_by_position"] == pytest.approx(
+            {int(p): v for p, v in means.items()}
+        )
+    rng = np.random.default_rng(6)
+    words = ranks[["question_id", "candidate"]].drop_duplicates()
+    words = words.assign(words=rng.integers(5, 40, size=len(words)))
+    out = stats.length_bias(ranks, words)
+    joined = ranks.merge(words, on=["question_id", "candidate"])
+    expected = ss.spearmanr(joined["words"], joined["rank"])
+    assert out["rho"] == pytest.approx(expected.statistic, rel=1e-9)
+    assert out["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+    assert out["n"] == len(joined)
+
+
+def test_win_rates_equal_a_count_over_blocks() -> None:
+    ranks = random_ranks(7)
+    rates = stats.win_rates(ranks)
+    matrix = ranks.pivot_table(
+        index=["question_id", "repeat", "judge"], columns="candidate", values="rank"
+    )
+    for a, b in itertools.permutations(NAMES, 2):
+        both = matrix[[a, b]].dropna()
+        wins = (both[a] < both[b]).sum() + 0.5 * (both[a] == both[b]).sum()
+        assert rates.at[a, b] == pytest.approx(wins / len(both))
+
+
+def test_a_tally_refuses_a_candidate_it_was_not_given() -> None:
+    tally = RankTally(["a", "b"])
+    with pytest.raises(KeyError):
+        tally.add("q1", {"a": 1.0, "c": 2.0})
+
+
+def test_order_of_rows_does_not_change_the_tests() -> None:
+    ranks = random_ranks(8)
+    shuffled = ranks.sample(frac=1.0, random_state=1)
+    a = stats.analyse(ranks, n_boot=50, seed=3)
+    b = stats.analyse(shuffled, n_boot=50, seed=3)
+    np.testing.assert_allclose(a.pvalues.to_numpy(), b.pvalues.to_numpy(), rtol=1e-12)
+    assert {n: c.mean_rank for n, c in a.candidates.items()} == pytest.approx(
+        {n: c.mean_rank for n, c in b.candidates.items()}
+    )
