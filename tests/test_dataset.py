@@ -75,3 +75,27 @@ def test_limit_and_shuffle_are_applied_while_streaming(tmp_path: Path) -> None:
     assert len(first) == 50 and len(set(first)) == 50
     assert first == [item.id for item in iter_items(config, seed=4)], "seeded"
     assert first != [f"q{n}" for n in range(50)], "shuffled"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_every_local_format_loads_in_the_seeded_shuffled_order(tmp_path: Path, suffix: str) -> None:
+    """Rows are staged on disk and read back in the order random.Random(seed) shuffles their
+    indices into, whatever the file format."""
+    import random
+
+    import pandas as pd
+
+    rows = [{"id": f"q{n}", "question": f"Q {n}?", "answer": f"a{n}"} for n in range(700)]
+    path = tmp_path / f"qa{suffix}"
+    if suffix == ".jsonl":
+        write_rows(path, rows)
+    elif suffix == ".csv":
+        pd.DataFrame(rows).to_csv(path, index=False)
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+    order = list(range(len(rows)))
+    random.Random(3).shuffle(order)
+    config = DatasetConfig(path=str(path), shuffle=True, fields={"answer": "answer"})
+    items = load_items(config, seed=3)
+    assert [i.id for i in items] == [rows[n]["id"] for n in order]
+    assert [i.answers for i in items] == [(rows[n]["answer"],) for n in order]

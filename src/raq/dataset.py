@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+from array import array
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -74,7 +76,7 @@ def _map_rows(rows: Iterator[Row], config: DatasetConfig) -> Iterator[tuple[QAIt
 
 
 def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
-    """Rows in run order, fetched one at a time (the dataset is loaded here, eagerly)."""
+    """Rows in run order, fetched one at a time (the dataset is read here, eagerly)."""
     import datasets
 
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)
@@ -82,16 +84,16 @@ def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
     path = config.path
     try:
         if path.startswith(BUILTIN_PREFIX):
-            data = _load_file("json", str(builtin_path(path[len(BUILTIN_PREFIX) :])), "train")
+            rows = _staged_file("json", str(builtin_path(path[len(BUILTIN_PREFIX) :])), "train")
         elif Path(path).suffix.lower() in LOCAL_BUILDERS:
             if not Path(path).is_file():
                 raise DatasetError(f"dataset file not found: {path}")
             builder = LOCAL_BUILDERS[Path(path).suffix.lower()]
             if Path(path).suffix.lower() == ".jsonl":
                 _check_json_lines(Path(path))
-            data = _load_file(builder, path, config.split)
+            rows = _staged_file(builder, path, config.split)
         else:
-            data = datasets.load_dataset(
+            rows = datasets.load_dataset(
                 path, config.name, split=config.split, revision=config.revision
             )
     except DatasetError:
@@ -99,7 +101,7 @@ def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
     except Exception as exc:  # datasets raises many kinds; the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatasetError(f"dataset '{path}' (split '{config.split}'): {first}") from None
-    indices = list(range(len(data)))
+    indices = array("q", range(len(rows)))
     if config.shuffle:
         import random
 
@@ -107,7 +109,16 @@ def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
     # Map a little more than the limit, since rows without an answer are skipped.
     if config.limit:
         indices = indices[: max(config.limit * 2, config.limit + 100)]
-    return ((i, data[i]) for i in indices)
+    return _rows_at(rows, indices)
+
+
+def _rows_at(rows: Any, indices: array[int]) -> Iterator[Row]:
+    try:
+        for i in indices:
+            yield i, rows[i]
+    finally:
+        if isinstance(rows, _StagedRows):
+            rows.close()
 
 
 # datasets parses JSON in chunks of this many bytes (its default is 10 MB): the set-up's peak
@@ -115,22 +126,61 @@ def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
 JSON_CHUNK_BYTES = 1 << 20
 
 
-def _load_file(builder: str, path: str, split: str) -> Any:
-    """A local file as a datasets.Dataset (Arrow, memory-mapped from datasets' cache)."""
-    import datasets
-    from datasets.exceptions import DatasetGenerationError
-
-    if builder != "json":
-        return datasets.load_dataset(builder, data_files=path, split=split)
+def _staged_file(builder: str, path: str, split: str) -> _StagedRows:
+    """A local file's rows as datasets parses them, streamed (a chunk at a time, with no Arrow
+    cache written and none memory-mapped: the mapped pages of a large file counted in the
+    run's memory) into a staging file."""
     try:
-        return datasets.load_dataset(
-            "json", data_files=path, split=split, chunksize=JSON_CHUNK_BYTES
-        )
-    except DatasetGenerationError:
+        return _StagedRows(_stream_file(builder, path, split, JSON_CHUNK_BYTES))
+    except Exception:
+        if builder != "json":
+            raise
         # Each chunk infers its own column types, so rows that disagree across chunks (an id
         # that turns from a number into text) fail; one chunk of the default size loads
         # them as datasets always has.
-        return datasets.load_dataset("json", data_files=path, split=split)
+        return _StagedRows(_stream_file(builder, path, split, None))
+
+
+def _stream_file(
+    builder: str, path: str, split: str, chunk_bytes: int | None
+) -> Iterator[dict[str, Any]]:
+    import datasets
+
+    options = {"chunksize": chunk_bytes} if builder == "json" and chunk_bytes else {}
+    return iter(
+        datasets.load_dataset(builder, data_files=path, split=split, streaming=True, **options)
+    )
+
+
+class _StagedRows:
+    """Rows kept in a private temporary SQLite file (on disk, a small page cache in memory), so
+    the run can read them in shuffled order without holding them: random access that a
+    streamed file does not give."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self._conn = sqlite3.connect("")  # "": a temporary on-disk database, deleted on close
+        try:
+            self._conn.execute("CREATE TABLE rows (i INTEGER PRIMARY KEY, row TEXT NOT NULL)")
+            with self._conn:
+                self._conn.executemany(
+                    "INSERT INTO rows VALUES (?, ?)",
+                    ((i, json.dumps(row, ensure_ascii=False, default=str))
+                     for i, row in enumerate(rows)),
+                )  # fmt: skip
+        except BaseException:
+            self._conn.close()
+            raise
+        self._count = self._conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        (row,) = self._conn.execute("SELECT row FROM rows WHERE i = ?", (i,)).fetchone()
+        return json.loads(row)
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _check_json_lines(path: Path) -> None:

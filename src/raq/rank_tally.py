@@ -158,12 +158,15 @@ class RankStream:
             judge: {} for judge in self.judges
         }
         # Self-consistency: per judge, Kendall's W of each question with 2+ complete repeats.
-        self.self_consistency: dict[str, list[float]] = {judge: [] for judge in self.judges}
-        # Agreement between judges, per (question, repeat).
-        self.taus: dict[tuple[str, str], list[float]] = {
-            pair: [] for pair in itertools.combinations(self.judges, 2)
+        # One float per question (array: 8 bytes each, not a Python float object).
+        self.self_consistency: dict[str, array[float]] = {
+            judge: array("d") for judge in self.judges
         }
-        self.agreement_ws: list[float] = []
+        # Agreement between judges, per (question, repeat).
+        self.taus: dict[tuple[str, str], array[float]] = {
+            pair: array("d") for pair in itertools.combinations(self.judges, 2)
+        }
+        self.agreement_ws: array[float] = array("d")
         self.max_block = 0
         self._buffer = _QuestionBuffer()
 

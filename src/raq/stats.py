@@ -702,20 +702,20 @@ def judge_agreement(ranks: pd.DataFrame | RankStream) -> dict[str, Any] | None:
     if len(stream.judges) < 2:
         return None
     taus, ws = stream.taus, stream.agreement_ws
-    all_taus = [t for values in taus.values() for t in values]
+    all_taus = np.concatenate([np.frombuffer(values) for values in taus.values()])
     return {
         "description": (
             "Agreement between judges on the same (question, repeat): mean pairwise Kendall "
             "tau over the candidates both judges ranked, and Kendall's W (tie-corrected) with "
             "the judges as raters where every judge ranked every candidate; 1 is full agreement."
         ),
-        "mean_tau": float(np.mean(all_taus)) if all_taus else math.nan,
+        "mean_tau": float(np.mean(all_taus)) if len(all_taus) else math.nan,
         "n_tau": len(all_taus),
         "pairs": [
             {"a": a, "b": b, "mean_tau": float(np.mean(v)) if v else math.nan, "n": len(v)}
             for (a, b), v in taus.items()
         ],
-        "kendall_w": float(np.mean(ws)) if ws else math.nan,
+        "kendall_w": float(np.mean(ws)) if len(ws) else math.nan,
         "n_w": len(ws),
         "n": len(all_taus),
     }
