@@ -158,7 +158,9 @@ class _StagedRows:
     streamed file does not give."""
 
     def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
-        self._conn = sqlite3.connect("")  # "": a temporary on-disk database, deleted on close
+        # "": a private temporary on-disk database, deleted on close. Set-up may read it from
+        # another thread than the one that wrote it, one reader at a time.
+        self._conn = sqlite3.connect("", check_same_thread=False)
         try:
             self._conn.execute("CREATE TABLE rows (i INTEGER PRIMARY KEY, row TEXT NOT NULL)")
             with self._conn:
