@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +206,46 @@ def test_both_reports_show_each_speed_percentile_in_its_unit_with_its_n(
         assert f"{rate} (n = {tokens['n']})" in markdown
         assert f"{ms} (n = {per_token['n']})" in html
         assert f"{rate} (n = {tokens['n']})" in html
+
+
+def test_judges_are_checked_even_where_the_test_cannot_run(tmp_path: Path, qa_file: Path) -> None:
+    """Two candidates that fail on alternate questions leave no complete block, so Friedman
+    cannot run; the judge diagnostics and their plot come from the ranks all the same."""
+
+    def fails_when(parity: int) -> Callable[[int, dict[str, Any]], str | None]:
+        def fault(_: int, body: dict[str, Any]) -> str | None:
+            number = re.search(r"number (\d+)\?", body["messages"][-1]["content"])
+            return "500" if number and int(number.group(1)) % 2 == parity else None
+
+        return fault
+
+    behaviours = {
+        "steady": Behaviour(reply=oracle),
+        "odd": Behaviour(reply=half_right, faults=fails_when(1)),
+        "even": Behaviour(reply=half_right, faults=fails_when(0)),
+        "judge": Behaviour(reply=judge_by_overlap()),
+    }
+    with FakeOpenAIServer(behaviours) as server:
+        config = {
+            "name": "no-complete-blocks",
+            "dataset": {"path": str(qa_file)},
+            "candidates": [
+                {"name": name, "base_url": server.base_url, "model": name}
+                for name in ("steady", "odd", "even")
+            ],
+            "judges": [{"name": "judge", "base_url": server.base_url, "model": "judge"}],
+            "stats": {"test": "friedman"},
+            "concurrency": 1,
+            "max_retries": 0,
+            "cache": {"enabled": False},
+            "env_file": None,
+        }
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = raq.evaluate(path, output=tmp_path / "run", progress=False)
+    summary = result.summary_json
+    assert result.stats is None and "complete blocks" in summary["test"]["error"]
+    bias = summary["diagnostics"]["position_bias"]
+    assert bias["n"] == len(result.ranks) > 0
+    assert (tmp_path / "run" / "plots" / "position_bias.png").is_file()
+    assert summary["diagnostics"]["length_bias"]["n"] == len(result.ranks)

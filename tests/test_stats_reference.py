@@ -101,8 +101,16 @@ def test_candidate_summaries_equal_pandas() -> None:
 def test_bootstrap_resamples_questions_like_the_direct_computation() -> None:
     ranks = random_ranks(5, questions=30)
     low, high = stats.bootstrap_mean_rank_ci(ranks, n_boot=300, seed=7)
-    # Direct: questions in order of first appearance, each draw a multiset of questions.
-    questions = list(dict.fromkeys(ranks["question_id"]))
+    # Direct: questions in raq's canonical order (by each candidate's rank sum, then count),
+    # each draw a multiset of questions whose ranks are pooled.
+    sums = ranks.pivot_table(
+        index="question_id", columns="candidate", values="rank", aggfunc="sum", fill_value=0
+    )
+    counts = ranks.pivot_table(
+        index="question_id", columns="candidate", values="rank", aggfunc="count", fill_value=0
+    )
+    keys = pd.concat([sums, counts], axis=1).to_numpy(dtype=float)
+    questions = list(sums.index[np.lexsort(keys.T[::-1])])
     rng = np.random.default_rng(7)
     draws = rng.integers(0, len(questions), size=(300, len(questions)))
     by_question = {q: rows for q, rows in ranks.groupby("question_id")}
@@ -161,6 +169,8 @@ def test_order_of_rows_does_not_change_the_tests() -> None:
     a = stats.analyse(ranks, n_boot=50, seed=3)
     b = stats.analyse(shuffled, n_boot=50, seed=3)
     np.testing.assert_allclose(a.pvalues.to_numpy(), b.pvalues.to_numpy(), rtol=1e-12)
-    assert {n: c.mean_rank for n, c in a.candidates.items()} == pytest.approx(
-        {n: c.mean_rank for n, c in b.candidates.items()}
-    )
+    for name, c in a.candidates.items():
+        other = b.candidates[name]
+        assert (c.mean_rank, c.ci_low, c.ci_high) == pytest.approx(
+            (other.mean_rank, other.ci_low, other.ci_high), rel=1e-12
+        )

@@ -6,7 +6,8 @@ often each rank value occurred (midranks and the tie correction follow exactly f
 counts); Friedman and its post-hoc tests need sums over complete blocks; the question
 bootstrap needs each question's rank sum and count per candidate. So a run's statistics hold
 a few numbers per candidate and two per question and candidate, never a table of ranks, and
-stay exact: ``tests/test_stats.py`` holds them to scikit-posthocs and scipy on the full table.
+stay exact: ``tests/test_stats_reference.py`` holds them to scikit-posthocs and scipy on the
+full table.
 
 Blocks of one question must arrive together (the run store yields them in question order);
 a question's first block closes the one before.
@@ -167,7 +168,6 @@ class RankStream:
             pair: array("d") for pair in itertools.combinations(self.judges, 2)
         }
         self.agreement_ws: array[float] = array("d")
-        self.max_block = 0
         self._buffer = _QuestionBuffer()
 
     def add(
@@ -183,7 +183,6 @@ class RankStream:
             self._close_question()
             self._buffer = _QuestionBuffer(question_id)
         ranks = {name: float(rank) for name, rank in ranks.items()}
-        self.max_block = max(self.max_block, len(ranks))
         self.overall.add(question_id, ranks)
         if self.by_judge:
             self.by_judge[judge].add(question_id, ranks)
@@ -223,8 +222,10 @@ class RankStream:
         if len(self.judges) < 2:
             return
         nan = math.nan
-        for _, group in itertools.groupby(blocks, key=lambda block: block[0]):
-            by_judge = {j: [ranks.get(n, nan) for n in self.names] for _, j, ranks in group}
+        by_repeat: dict[int, dict[str, list[float]]] = {}
+        for repeat, judge, ranks in blocks:
+            by_repeat.setdefault(repeat, {})[judge] = [ranks.get(n, nan) for n in self.names]
+        for by_judge in by_repeat.values():
             for a, b in self.taus:
                 if a in by_judge and b in by_judge:
                     tau = kendall_tau(by_judge[a], by_judge[b])
@@ -238,14 +239,15 @@ class RankStream:
 
 
 def words_rank_counts(
-    rows: Iterable[tuple[str, float, float]],
+    rows: Iterable[tuple[str, float, float, int]],
 ) -> dict[str, dict[tuple[float, float], int]]:
-    """(judge, words, rank) rows → per judge, (words, rank) → count: the length-bias tally."""
+    """(judge, words, rank, count) rows → per judge, (words, rank) → count: the length-bias
+    tally."""
     out: dict[str, dict[tuple[float, float], int]] = {}
-    for judge, words, rank in rows:
+    for judge, words, rank, count in rows:
         counts = out.setdefault(judge, {})
         key = (float(words), float(rank))
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + count
     return out
 
 

@@ -9,7 +9,7 @@ import contextlib
 import csv
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from raq.answer_stats import error_kind, summarise_answers
 from raq.columns import ColumnTable, Kind
 from raq.config import RunConfig
-from raq.rank_tally import RankStream, RankTally
+from raq.rank_tally import RankStream, RankTally, words_rank_counts
 from raq.records import Answer, Judgment
 from raq.store import RunStore
 
@@ -126,23 +126,36 @@ def read_records(
     tallies; answers stream to ``answers_jsonl``, then one candidate at a time into its
     summary. Memory does not grow with the number of questions beyond two numbers per
     question and candidate (the question bootstrap's)."""
+    with store.snapshot():
+        return _read_records(store, judgments_jsonl, answers_jsonl, ranks_csv)
+
+
+def _current_judgments(config: RunConfig) -> Callable[[str, int], bool]:
+    """Whether a stored (judge, repeat) belongs to this config (a judge since removed, or a
+    repeat beyond the configured ones, does not)."""
     from raq.run import repeats_for
 
+    repeats = {j.name: repeats_for(j, config.repeats) for j in config.judges}
+    return lambda judge, repeat: judge in repeats and repeat < repeats[judge]
+
+
+def _read_records(
+    store: RunStore,
+    judgments_jsonl: Path | None,
+    answers_jsonl: Path | None,
+    ranks_csv: Path | None,
+) -> RunRecords:
     config = RunConfig.model_validate(store.get_meta("config"))
     candidates = [c.name for c in config.candidates]
-    repeats = {j.name: repeats_for(j, config.repeats) for j in config.judges}
+    current = _current_judgments(config)
     if answers_jsonl is not None:
         _write_jsonl(answers_jsonl, (_answer_row(a) for a in store.answers(candidates)))
-
-    def current(judge: str, repeat: int) -> bool:
-        return judge in repeats and repeat < repeats[judge]
-
     names_by_judge: dict[str, set[str]] = {}
     for judge, repeat, name in store.ranked_candidates():
         if current(judge, repeat):
             names_by_judge.setdefault(judge, set()).add(name)
     stream = RankStream(names_by_judge)
-    tallies = {name: _new_tally() for name in repeats}
+    tallies = {judge.name: _new_tally() for judge in config.judges}
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(_JsonlWriter(judgments_jsonl)) if judgments_jsonl else None
         rank_rows = stack.enter_context(_RanksCsv(ranks_csv)) if ranks_csv else None
@@ -168,12 +181,11 @@ def read_records(
         answers[candidate.name], boxes[candidate.name] = summarise_answers(
             store.answer_metrics([candidate.name]), prices
         )
-    words_ranks: dict[str, dict[tuple[float, float], int]] = {}
-    for judge, repeat, words, rank, count in store.words_rank_counts(candidates):
-        if current(judge, repeat):
-            counts = words_ranks.setdefault(judge, {})
-            key = (float(words), float(rank))
-            counts[key] = counts.get(key, 0) + count
+    words_ranks = words_rank_counts(
+        (judge, words, rank, count)
+        for judge, repeat, words, rank, count in store.words_rank_counts(candidates)
+        if current(judge, repeat)
+    )
     meta = {
         key: store.get_meta(key)
         for key in ("name", "created_at", "updated_at", "status", "requests", "disabled_endpoints")
@@ -185,14 +197,11 @@ def read_records(
 
 def ranks_table(store: RunStore) -> pd.DataFrame:
     """The current config's ranks as a table (``RunResult.ranks``), one row per rank."""
-    from raq.run import repeats_for
-
-    config = RunConfig.model_validate(store.get_meta("config"))
-    repeats = {j.name: repeats_for(j, config.repeats) for j in config.judges}
+    current = _current_judgments(RunConfig.model_validate(store.get_meta("config")))
     names = _Interned()
     table = ColumnTable(RANK_KINDS)
     for judgment in store.judgments():
-        if judgment.ok and judgment.judge in repeats and judgment.repeat < repeats[judgment.judge]:
+        if judgment.ok and current(judgment.judge, judgment.repeat):
             positions = {n: i + 1 for i, n in enumerate(judgment.presented_order)}
             table.extend(_rank_rows(judgment, positions, names))
     return table.frame()
@@ -363,13 +372,16 @@ def build_summary(
         "disabled_endpoints": records.meta.get("disabled_endpoints") or {},
     }
     if stats is not None:
-        any_words = any(a["distributions"]["answer_words"]["n"] for a in records.answers.values())
         summary["pairs"] = [asdict(p) for p in stats.pairs]
         summary["power_hint"] = stats.power_hint
-        summary["diagnostics"] = diagnostics(
-            records.ranks, records.words_ranks if any_words else None, config.alpha
-        )
         summary["per_judge"] = per_judge_stats(records.ranks, config)
+    if records.ranks.overall.n_ranks:
+        # The judges can be checked even where the test could not run (one candidate ranked,
+        # too few complete blocks for Friedman).
+        answered = any(a["answers"] > a["failed_answers"] for a in records.answers.values())
+        summary["diagnostics"] = diagnostics(
+            records.ranks, records.words_ranks if answered else None, config.alpha
+        )
     return summary
 
 

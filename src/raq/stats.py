@@ -167,13 +167,29 @@ def _check_p_adjust(p_adjust: str | None, allow_single_step: bool) -> str | None
 
 
 def rank_stream(ranks: pd.DataFrame) -> RankStream:
-    """A ranks table fed to the tallies block by block, questions in order of first appearance
-    (the order of ranks.csv, so ``raq stats`` on a run's ranks.csv equals the run)."""
+    """A ranks table fed to the tallies and the judge diagnostics block by block."""
     df = _prepare(ranks)
     names_by_judge = {
         str(judge): sorted(set(rows)) for judge, rows in df.groupby("judge")["candidate"]
     }
     stream = RankStream(names_by_judge)
+    for block in _blocks(df):
+        stream.add(*block)
+    return stream.close()
+
+
+def rank_tally(ranks: pd.DataFrame) -> RankTally:
+    """A ranks table fed to one tally (what the tests and the bootstrap need; no diagnostics)."""
+    df = _prepare(ranks)
+    tally = RankTally(df["candidate"].unique())
+    for question, _, _, ranks_of, _ in _blocks(df):
+        tally.add(question, ranks_of)
+    return tally.close()
+
+
+def _blocks(df: pd.DataFrame) -> Any:
+    """(question_id, repeat, judge, ranks, positions) per block, a question's blocks together
+    (questions in order of first appearance, then repeat and judge)."""
     question_codes = pd.factorize(df["question_id"])[0]
     judge_codes = pd.factorize(df["judge"], sort=True)[0]
     order = np.lexsort((judge_codes, df["repeat"].to_numpy(), question_codes))
@@ -188,8 +204,7 @@ def rank_stream(ranks: pd.DataFrame) -> RankStream:
         for _, name, rank, position in block:
             ranks_of[name] = float(rank)
             positions_of[name] = float(position)
-        stream.add(question, int(repeat), str(judge), ranks_of, positions_of)
-    return stream.close()
+        yield question, int(repeat), str(judge), ranks_of, positions_of
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +224,7 @@ def analyse(
     """Candidate rank statistics plus pairwise significance with the chosen test."""
     _check_options(test, posthoc, alpha, p_adjust)
     return analyse_tally(
-        rank_stream(ranks).overall,
+        rank_tally(ranks),
         test=test, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed,
     )  # fmt: skip
 
@@ -373,14 +388,6 @@ def _friedman_chi2(rank_sums: np.ndarray, ties: float, n: int, k: int) -> tuple[
     return statistic, float(ss.chi2.sf(statistic, k - 1))
 
 
-def friedman_statistic(matrix: np.ndarray) -> tuple[float, float]:
-    """Tie-corrected Friedman χ² and p for blocks × groups (rows re-ranked)."""
-    n, k = np.shape(matrix)
-    reranked = [midranks([float(v) for v in row]) for row in np.asarray(matrix, dtype=float)]
-    rank_sums = np.sum([ranks for ranks, _ in reranked], axis=0)
-    return _friedman_chi2(rank_sums, sum(ties for _, ties in reranked), n, k)
-
-
 def _conover(
     rank_sums: np.ndarray, squares: float, n: int, k: int, adjust: str | None
 ) -> np.ndarray:
@@ -442,7 +449,7 @@ def candidate_stats(
     ranks: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0
 ) -> dict[str, CandidateStats]:
     """Per-candidate rank summary with a question-bootstrap CI, best mean rank first."""
-    return _candidate_stats(rank_stream(ranks).overall, n_boot=n_boot, seed=seed)
+    return _candidate_stats(rank_tally(ranks), n_boot=n_boot, seed=seed)
 
 
 def _candidate_stats(tally: RankTally, *, n_boot: int, seed: int) -> dict[str, CandidateStats]:
@@ -484,10 +491,10 @@ def bootstrap_mean_rank_ci(
     """Percentile CI of each candidate's mean rank, resampling whole questions.
 
     Questions are the sampling unit (repeats and judges of one question are not independent),
-    so each draw takes questions with replacement and all their blocks come along.
+    so each draw takes questions with replacement and all their blocks come along. The
+    questions are put in a canonical order first: the interval does not depend on row order.
     """
-    stream = rank_stream(ranks)
-    return _bootstrap_mean_rank_ci(stream.overall, n_boot=n_boot, seed=seed, level=level)
+    return _bootstrap_mean_rank_ci(rank_tally(ranks), n_boot=n_boot, seed=seed, level=level)
 
 
 def _bootstrap_mean_rank_ci(
@@ -498,6 +505,11 @@ def _bootstrap_mean_rank_ci(
     k = len(tally.names)
     sums = np.frombuffer(tally.question_sums).reshape(-1, k)
     counts = np.frombuffer(tally.question_counts).reshape(-1, k)
+    # Questions in a canonical order (by their rank sums and counts), so the same ranks give
+    # the same interval whatever order their rows came in; questions with equal rows are
+    # interchangeable, so no id is needed to order them.
+    order = np.lexsort(np.hstack([sums, counts]).T[::-1])
+    sums, counts = sums[order], counts[order]
     rng = np.random.default_rng(seed)
     n_q = len(sums)
     means = np.empty((n_boot, k))
@@ -584,7 +596,7 @@ def win_rates(ranks: pd.DataFrame | RankTally) -> pd.DataFrame:
 
     Shown next to p-values because it is an effect size anyone can read. Diagonal NaN.
     """
-    tally = ranks if isinstance(ranks, RankTally) else rank_stream(ranks).overall
+    tally = ranks if isinstance(ranks, RankTally) else rank_tally(ranks)
     wins, shared = np.array(tally.wins), np.array(tally.shared, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.where(shared > 0, wins / shared, np.nan)
@@ -772,7 +784,7 @@ def length_bias(ranks: pd.DataFrame, words: pd.DataFrame) -> dict[str, Any]:
     w["words"] = pd.to_numeric(w["words"], errors="coerce")
     w = w.dropna(subset=["words"]).groupby(keys, as_index=False)["words"].mean()
     joined = df.merge(w, on=keys, how="inner")
-    rows = zip(joined["judge"], joined["words"], joined["rank"], strict=True)
+    rows = zip(joined["judge"], joined["words"], joined["rank"], [1] * len(joined), strict=True)
     return length_bias_counts(words_rank_counts(rows))
 
 

@@ -332,6 +332,11 @@ class RunStore:
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
 
+    def snapshot(self) -> _Transaction:
+        """One read transaction: every read inside sees the store as it was at the first, even
+        while another process (a running run) writes to it."""
+        return _Transaction(self._conn)
+
 
 def _answer(r: tuple) -> Answer:
     return Answer(
