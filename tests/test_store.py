@@ -139,3 +139,35 @@ def test_the_response_cache_gives_back_every_field_it_was_given(tmp_path: Path) 
     assert cache.get("k") == replace(completion, cached=True)
     assert cache.get("other") is None
     cache.close()
+
+
+def test_finalize_reads_one_snapshot_while_a_run_still_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``raq report`` on a run that is still going: a judgment that lands between finalize's
+    reads (here a judge's first one) belongs to the next render, not half to this one."""
+    run_dir = tmp_path / "run"
+    _write_run(run_dir, 20, 10)
+    store = RunStore.open_existing(run_dir)
+    config = store.get_meta("config")
+    config["judges"].append({"name": "f2", "kind": "reference"})
+    store.set_meta("config", config)
+    store.close()
+    read_candidates = RunStore.ranked_candidates
+
+    def meanwhile(self: RunStore) -> object:
+        rows = list(read_candidates(self))
+        writer = RunStore(run_dir)
+        late = Judgment("q1", 0, "f2", CANDIDATES, None, {"alpha": 1.0, "beta": 2.0}, mode="x")
+        writer.put_judgment(late, "jf")
+        writer.close()
+        return iter(rows)
+
+    monkeypatch.setattr(RunStore, "ranked_candidates", meanwhile)
+    store = RunStore.open_existing(run_dir)
+    try:
+        result = finalize(run_dir, store)
+    finally:
+        store.close()
+    assert result.summary_json["judges"]["f2"]["judgments"] == 0
+    assert result.summary_json["test"]["n_ranks"] == 40
