@@ -1,6 +1,6 @@
 """raq's performance benchmark: real evaluations against a loopback fake OpenAI server.
 
-    python scripts/bench.py                    # every scenario (about 3 minutes on 2 cores)
+    python scripts/bench.py                    # every scenario (about 6 minutes on 2 cores)
     python scripts/bench.py --quick            # a smaller version of each
     python scripts/bench.py --scenario timing  # one scenario (repeat the flag for more)
     python scripts/bench.py --repeat 3         # each row 3 times, keep the median, show spread
