@@ -49,6 +49,17 @@ def sometimes_empty(body: dict[str, Any]) -> str:
     return "" if "number 5?" in body["messages"][-1]["content"] else reply
 
 
+def evaluate_serially(tmp_path: Path, config: dict[str, Any]) -> raq.RunResult:
+    """Run ``config`` into tmp_path/run one request at a time, without retries or cache (so
+    the fake server's faults land where the test put them)."""
+    config = config | {
+        "concurrency": 1, "max_retries": 0, "cache": {"enabled": False}, "env_file": None,
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return raq.evaluate(path, output=tmp_path / "run", progress=False)
+
+
 @pytest.fixture
 def mixed_run(tmp_path: Path, qa_file: Path) -> tuple[raq.RunResult, list[dict[str, Any]]]:
     """One candidate that reports usage; one that does not, fails twice and once says nothing."""
@@ -79,14 +90,8 @@ def mixed_run(tmp_path: Path, qa_file: Path) -> tuple[raq.RunResult, list[dict[s
             ],
             "judges": [{"name": "judge", "base_url": server.base_url, "model": "judge"}],
             "repeats": 2,
-            "concurrency": 1,
-            "max_retries": 0,
-            "cache": {"enabled": False},
-            "env_file": None,
         }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        result = raq.evaluate(path, output=tmp_path / "run", progress=False)
+        result = evaluate_serially(tmp_path, config)
     rows = [json.loads(line) for line in (tmp_path / "run" / "answers.jsonl").open()]
     return result, rows
 
@@ -235,14 +240,8 @@ def test_judges_are_checked_even_where_the_test_cannot_run(tmp_path: Path, qa_fi
             ],
             "judges": [{"name": "judge", "base_url": server.base_url, "model": "judge"}],
             "stats": {"test": "friedman"},
-            "concurrency": 1,
-            "max_retries": 0,
-            "cache": {"enabled": False},
-            "env_file": None,
         }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        result = raq.evaluate(path, output=tmp_path / "run", progress=False)
+        result = evaluate_serially(tmp_path, config)
     summary = result.summary_json
     assert result.stats is None and "complete blocks" in summary["test"]["error"]
     bias = summary["diagnostics"]["position_bias"]

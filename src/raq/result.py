@@ -313,9 +313,9 @@ def _analyse(tally: RankTally, config: RunConfig) -> tuple[StatsResult | None, s
 
 def _test(tally: RankTally, config: RunConfig) -> StatsResult:
     """The configured test on these ranks (ValueError when they cannot support it)."""
-    from raq.stats import analyse_tally
+    from raq.stats import analyse
 
-    return analyse_tally(
+    return analyse(
         tally,
         test=config.stats.test,
         p_adjust=config.p_adjust,

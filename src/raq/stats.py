@@ -211,24 +211,6 @@ def _blocks(df: pd.DataFrame) -> Any:
 # Main analysis
 
 
-def analyse(
-    ranks: pd.DataFrame,
-    *,
-    test: str = "dunn",
-    p_adjust: str | None = "holm",
-    alpha: float = 0.05,
-    posthoc: str = "conover",
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> StatsResult:
-    """Candidate rank statistics plus pairwise significance with the chosen test."""
-    _check_options(test, posthoc, alpha, p_adjust)
-    return analyse_tally(
-        rank_tally(ranks),
-        test=test, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed,
-    )  # fmt: skip
-
-
 def _check_options(test: str, posthoc: str, alpha: float, p_adjust: str | None) -> str | None:
     if test not in TESTS:
         raise ValueError(f"unknown test '{test}' (one of: {', '.join(TESTS)})")
@@ -239,8 +221,8 @@ def _check_options(test: str, posthoc: str, alpha: float, p_adjust: str | None) 
     return _check_p_adjust(p_adjust, allow_single_step=test == "friedman" and posthoc == "conover")
 
 
-def analyse_tally(
-    tally: RankTally,
+def analyse(
+    ranks: pd.DataFrame | RankTally,
     *,
     test: str = "dunn",
     p_adjust: str | None = "holm",
@@ -249,8 +231,10 @@ def analyse_tally(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> StatsResult:
-    """``analyse`` on a closed tally (what a run's finalize streams its judgments into)."""
+    """Candidate rank statistics plus pairwise significance with the chosen test, from a ranks
+    table or a closed tally (what a run's finalize streams its judgments into)."""
     adjust = _check_options(test, posthoc, alpha, p_adjust)
+    tally = ranks if isinstance(ranks, RankTally) else rank_tally(ranks)
     if not tally.n_ranks:
         raise ValueError("no ranks to analyse")
     names = tally.ranked_names()
