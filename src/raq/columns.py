@@ -1,8 +1,8 @@
 """Tables built a column at a time, so a run of n answers never holds n row tuples.
 
 Numbers go straight into typed arrays (8 bytes a value, None kept as NaN). The per-answer
-table the statistics need then costs about a hundred bytes a row; a list of row tuples of
-Python objects cost several times that, before pandas copied it into a frame.
+table (``RunResult.answer_metrics``) then costs about a hundred bytes a row; a list of row
+tuples of Python objects cost several times that, before pandas copied it into a frame.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ RANK_KINDS: dict[str, Kind] = {
     "rank": "float", "position": "int",
 }  # fmt: skip
 RANK_COLUMNS = list(RANK_KINDS)
-# The per-answer numbers read back for the statistics, plots and summary (no texts).
+# The per-answer numbers of RunResult.answer_metrics (no texts).
 ANSWER_METRIC_KINDS = RunStore.ANSWER_METRIC_KINDS
 # The keys of answers.jsonl, in order; each is a field of raq.records.Answer.
 ANSWER_FIELDS = [
