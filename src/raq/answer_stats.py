@@ -18,6 +18,8 @@ from raq.metrics import cost_usd
 
 # Speed metrics drawn as box plots (report's latency.png), per candidate.
 BOXED = ("latency_s", "ttft_s")
+# The means a summary entry shows at its top level (the same as in its distributions).
+MEANS = ("words_per_second", "answer_words", "ttft_s", "latency_s")
 
 
 def error_kind(error: str) -> str:
@@ -68,25 +70,22 @@ def summarise_answers(
                 per_token.append(decode_s / after_first)
                 tokens_per_s.append(after_first / decode_s)
     arrays = {name: np.frombuffer(values) for name, values in samples.items()}
+    distributions: dict[str, Any] = {
+        "latency_s": distribution(arrays["latency_s"]),
+        "ttft_s": distribution(arrays["ttft_s"]),
+        "time_per_output_token_s": distribution(np.frombuffer(per_token)),
+        "output_tokens_per_second": distribution(np.frombuffer(tokens_per_s)),
+        "words_per_second": distribution(arrays["words_per_second"]),
+        "answer_words": distribution(arrays["words"]),
+    }
     entry: dict[str, Any] = {
-        "words_per_second": _mean(arrays["words_per_second"]),
-        "answer_words": _mean(arrays["words"]),
-        "ttft_s": _mean(arrays["ttft_s"]),
-        "latency_s": _mean(arrays["latency_s"]),
+        **{key: distributions[key]["mean"] for key in MEANS},
         "failed_answers": answers - ok_answers,
         "answers": answers,
         "cached_answers": cached,
         "empty_answers": empty,
         "errors": errors,
-        "distributions": {
-            "latency_s": distribution(arrays["latency_s"]),
-            "ttft_s": distribution(arrays["ttft_s"]),
-            "time_per_output_token_s": distribution(np.frombuffer(per_token)),
-            "output_tokens_per_second": distribution(np.frombuffer(tokens_per_s)),
-            "words_per_second": distribution(arrays["words_per_second"]),
-            "answer_words": distribution(arrays["words"]),
-            "tokens_estimated": estimated > 0,
-        },
+        "distributions": distributions | {"tokens_estimated": estimated > 0},
         "tokens": {
             "prompt": prompt,
             "completion": completion,
@@ -103,10 +102,6 @@ def summarise_answers(
             "n_answers": ok_answers,
         }
     return entry, {name: _box(arrays[name]) for name in BOXED if len(arrays[name])}
-
-
-def _mean(values: np.ndarray) -> float | None:
-    return float(values.mean()) if len(values) else None
 
 
 def distribution(values: np.ndarray) -> dict[str, float | int | None]:

@@ -25,23 +25,25 @@ from typing import Any
 _NO_QUESTION = object()
 
 
+def midrank_map(counts: Mapping[float, int]) -> dict[float, float]:
+    """Each value's average rank (1-based, ties share it) among values given as value → count."""
+    midrank, below = {}, 0
+    for value in sorted(counts):
+        midrank[value] = below + (counts[value] + 1) / 2
+        below += counts[value]
+    return midrank
+
+
+def tie_sum(counts: Iterable[int]) -> float:
+    """Σ(t³ - t) over the sizes of groups of tied values: the usual tie correction term."""
+    return float(sum(t**3 - t for t in counts))
+
+
 def midranks(values: list[float]) -> tuple[list[float], float]:
-    """Average ranks (1 = smallest; ties share their mean rank) and Σ(t³ - t) over ties."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    ties = 0.0
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        size = end - start + 1
-        average = (start + end) / 2 + 1
-        for position in range(start, end + 1):
-            ranks[order[position]] = average
-        ties += size**3 - size
-        start = end + 1
-    return ranks, ties
+    """Average ranks of a few values (1 = smallest; ties share their mean rank) and Σ(t³ - t)."""
+    counts = merge_counts({v: 1} for v in values)
+    rank_of = midrank_map(counts)
+    return [rank_of[v] for v in values], tie_sum(counts.values())
 
 
 class RankTally:

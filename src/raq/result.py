@@ -72,7 +72,7 @@ class RunResult:
         """Every answer of the run with its measurements (``RunStore.ANSWER_METRIC_FIELDS``)."""
         with _open_store(self.run_dir) as store:
             candidates = [c.name for c in self.config.candidates]
-            return answer_metrics_frame(store.answer_metrics(candidates), _Interned())
+            return answer_metrics_frame(store.answer_metrics(candidates))
 
     @cached_property
     def answers(self) -> pd.DataFrame:
@@ -156,6 +156,7 @@ def _read_records(
             names_by_judge.setdefault(judge, set()).add(name)
     stream = RankStream(names_by_judge)
     tallies = {judge.name: _new_tally() for judge in config.judges}
+    names = _Interned()
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(_JsonlWriter(judgments_jsonl)) if judgments_jsonl else None
         rank_rows = stack.enter_context(_RanksCsv(ranks_csv)) if ranks_csv else None
@@ -164,13 +165,13 @@ def _read_records(
                 continue
             _tally(tallies[judgment.judge], judgment)
             if judgment.ok:
-                positions = {n: i + 1 for i, n in enumerate(judgment.presented_order)}
+                rows = _rank_rows(judgment, names)
                 stream.add(
                     judgment.question_id, judgment.repeat, judgment.judge, judgment.ranks,
-                    positions,
+                    {row[3]: row[5] for row in rows},
                 )  # fmt: skip
                 if rank_rows is not None:
-                    rank_rows.write(_rank_rows(judgment, positions))
+                    rank_rows.write(rows)
             if out is not None:
                 out.write(_judgment_row(judgment))
     stream.close()
@@ -202,8 +203,7 @@ def ranks_table(store: RunStore) -> pd.DataFrame:
     table = ColumnTable(RANK_KINDS)
     for judgment in store.judgments():
         if judgment.ok and current(judgment.judge, judgment.repeat):
-            positions = {n: i + 1 for i, n in enumerate(judgment.presented_order)}
-            table.extend(_rank_rows(judgment, positions, names))
+            table.extend(_rank_rows(judgment, names))
     return table.frame()
 
 
@@ -216,15 +216,13 @@ class _Interned(dict[str, str]):
         return key
 
 
-def _rank_rows(
-    judgment: Judgment, positions: dict[str, int], names: dict[str, str] | None = None
-) -> list[tuple]:
-    """A successful judgment's rows of RANK_COLUMNS."""
+def _rank_rows(judgment: Judgment, names: _Interned) -> list[tuple]:
+    """A successful judgment's rows of RANK_COLUMNS; the position is 1-based in the presented
+    order."""
     j = judgment
-    intern = names.__getitem__ if names is not None else str
-    judge = intern(j.judge)
+    position = {name: i + 1 for i, name in enumerate(j.presented_order)}
     return [
-        (j.question_id, j.repeat, judge, intern(name), float(rank), positions.get(name))
+        (j.question_id, j.repeat, names[j.judge], names[name], float(rank), position.get(name))
         for name, rank in j.ranks.items()
     ]
 
@@ -245,9 +243,10 @@ def _tally(tally: dict[str, Any], judgment: Judgment) -> None:
         tally["errors"][kind] = tally["errors"].get(kind, 0) + 1
 
 
-def answer_metrics_frame(rows: Iterable[tuple], names: _Interned) -> pd.DataFrame:
+def answer_metrics_frame(rows: Iterable[tuple]) -> pd.DataFrame:
     """The per-answer numbers (``RunStore.ANSWER_METRIC_FIELDS``) as a table, built a
     column at a time (an answer costs ~100 bytes here, however many the run has)."""
+    names = _Interned()
     table = ColumnTable(ANSWER_METRIC_KINDS)
     for row in rows:
         table.append((row[0], names[row[1]], *row[2:]))

@@ -27,7 +27,15 @@ import pandas as pd
 from scipy import stats as ss
 
 from raq.config import P_ADJUST_METHODS  # the methods of statsmodels' multipletests
-from raq.rank_tally import RankStream, RankTally, merge_counts, midranks, words_rank_counts
+from raq.rank_tally import (
+    RankStream,
+    RankTally,
+    merge_counts,
+    midrank_map,
+    midranks,
+    tie_sum,
+    words_rank_counts,
+)
 
 # posthoc_conover_friedman also accepts this one (Tukey's studentized range instead of t).
 SINGLE_STEP = "single-step"
@@ -261,16 +269,9 @@ def _dunn(
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Dunn's test over all ranks pooled by candidate (the article's choice, kept as default),
     as scikit-posthocs' posthoc_dunn computes it, from each candidate's counts of each rank."""
-    pooled = merge_counts(tally.value_counts)
-    n = sum(pooled.values())
-    midrank = _midrank_map(pooled)
-    tie_sum = sum(c**3 - c for c in pooled.values())
-    ties = tie_sum / (12.0 * (n - 1))
-    sizes = np.array([sum(counts.values()) for counts in tally.value_counts], dtype=float)
-    means = (
-        np.array([sum(c * midrank[v] for v, c in counts.items()) for counts in tally.value_counts])
-        / sizes
-    )
+    rank_sums, sizes, n, ties_sum = _pooled_rank_sums(tally.value_counts)
+    ties = ties_sum / (12.0 * (n - 1))
+    means = rank_sums / sizes
     upper = np.triu_indices(len(sizes), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.abs(means[upper[0]] - means[upper[1]]) / np.sqrt(
@@ -641,17 +642,23 @@ def _position_bias_one(counts: dict[tuple[float, float], int], alpha: float) -> 
     }
 
 
+def _pooled_rank_sums(groups: list[dict[float, int]]) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """For groups of values given as value → count, ranked together: each group's sum of
+    midranks and size, the pooled n and its Σ(t³ - t) (what Dunn and Kruskal–Wallis need)."""
+    pooled = merge_counts(groups)
+    rank_of = midrank_map(pooled)
+    rank_sums = np.array([sum(c * rank_of[v] for v, c in g.items()) for g in groups], dtype=float)
+    sizes = np.array([sum(g.values()) for g in groups], dtype=float)
+    return rank_sums, sizes, sum(pooled.values()), tie_sum(pooled.values())
+
+
 def kruskal_counts(groups: list[dict[float, int]]) -> tuple[float, float]:
     """scipy's Kruskal–Wallis H (tie-corrected) and p, from each group's value → count."""
-    pooled = merge_counts(groups)
-    total = sum(pooled.values())
-    midrank = _midrank_map(pooled)
-    ties = 1 - sum(c**3 - c for c in pooled.values()) / (total**3 - total)
+    rank_sums, sizes, total, ties_sum = _pooled_rank_sums(groups)
+    ties = 1 - ties_sum / (total**3 - total)
     if ties == 0:
         return math.nan, math.nan
-    ssbn = sum(
-        sum(c * midrank[v] for v, c in group.items()) ** 2 / sum(group.values()) for group in groups
-    )
+    ssbn = float(np.sum(rank_sums**2 / sizes))
     h = (12.0 / (total * (total + 1)) * ssbn - 3 * (total + 1)) / ties
     return float(h), float(ss.chi2.sf(h, len(groups) - 1))
 
@@ -790,7 +797,7 @@ def spearman_counts(counts: dict[tuple[float, float], int]) -> dict[str, Any]:
     y_counts = merge_counts({y: c} for (_, y), c in counts.items())
     rho = p_value = math.nan
     if n >= 3 and len(x_counts) > 1 and len(y_counts) > 1:
-        x_rank, y_rank = _midrank_map(x_counts), _midrank_map(y_counts)
+        x_rank, y_rank = midrank_map(x_counts), midrank_map(y_counts)
         centre = (n + 1) / 2  # the mean of midranks 1..n
         covariance = math.fsum(
             c * (x_rank[x] - centre) * (y_rank[y] - centre) for (x, y), c in counts.items()
@@ -805,12 +812,3 @@ def spearman_counts(counts: dict[tuple[float, float], int]) -> dict[str, Any]:
             t = rho * math.sqrt((n - 2) / ((rho + 1.0) * (1.0 - rho)))
             p_value = float(2 * ss.t.sf(abs(t), n - 2))
     return {"rho": rho, "p_value": p_value, "n": n}
-
-
-def _midrank_map(counts: dict[float, int]) -> dict[float, float]:
-    """Each value's average rank (1-based, ties share it) among values given as value → count."""
-    midrank, below = {}, 0
-    for value in sorted(counts):
-        midrank[value] = below + (counts[value] + 1) / 2
-        below += counts[value]
-    return midrank

@@ -549,7 +549,7 @@ def _position_bias(result: RunResult, labels: dict[str, str]) -> Figure | str:
 
     bias = result.summary_json.get("diagnostics", {}).get("position_bias")
     if not bias or not bias["n"]:
-        return "no ranks with a presented position (or no statistics for this run)"
+        return "no ranks with a presented position"
     judges = {j: d for j, d in bias["judges"].items() if len(d["mean_rank_by_position"]) >= 2}
     if not judges:
         return "every judge saw a single position only"
