@@ -34,7 +34,7 @@ TIMED_PLOTS = {"latency.png", "tradeoff.png", "bars.png"}
 # where they come from (summary.json, pvalues.csv, ranks.csv, the jsonl files).
 EMBEDDED_PNG = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
 LOOPBACK = re.compile(r"http://127\.0\.0\.1:\d+")
-DIGITS = re.compile(r"\d")
+DIGITS = re.compile(r"\d+")
 
 
 def _mask_json(value: Any, key: str = "") -> Any:

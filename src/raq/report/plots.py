@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raq.atomic import temporary_beside
+from raq.core.atomic import temporary_beside
 
 if TYPE_CHECKING:
     import pandas as pd
