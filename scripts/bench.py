@@ -12,7 +12,7 @@ FakeOpenAIServer, with configurable latency, TTFT and token rate, and a judge mo
 answers {"ranking": [...]}) and the client (a real ``raq.pipeline.run.evaluate_async`` with the
 response cache off, or a bare request loop for the reference rows). Separate processes keep
 the server's CPU out of the client's CPU measurement and make peak RSS a per-row number.
-Pipeline rows time ``_Pipeline.run`` — the stage that sends the requests — and report the
+Pipeline rows time ``Pipeline.run`` — the stage that sends the requests — and report the
 run's fixed set-up/finalize time separately ("run total").
 
 Columns: requests sent (client counters), concurrency, wall time, ideal wall time
@@ -447,7 +447,8 @@ async def _run_pipeline(
 
     import raq.result
     import raq.stats  # noqa: F401
-    from raq import run as run_mod
+    from raq.pipeline import run as run_mod
+    from raq.pipeline import schedule
     from raq.report import markdown  # noqa: F401
 
     dataset = workdir / f"questions-{row.count}.jsonl"
@@ -499,9 +500,9 @@ async def _run_pipeline(
         _reset_peak_rss()
         marks_text["profile"] = profile.stop()
 
-    # Time the stage that sends the requests (raq.pipeline.run._Pipeline.run); should it be renamed,
-    # fall back to timing the whole evaluation and say so.
-    pipeline_cls = getattr(run_mod, "_Pipeline", None)
+    # Time the stage that sends the requests (raq.pipeline.schedule.Pipeline.run); should it be
+    # renamed, fall back to timing the whole evaluation and say so.
+    pipeline_cls = getattr(schedule, "Pipeline", None)
     original = getattr(pipeline_cls, "run", None)
     if original is not None:
 
@@ -567,7 +568,7 @@ async def _run_pipeline(
         profile=marks_text.get("profile", ""),
         note=""
         if original is not None
-        else "raq.pipeline.run._Pipeline.run not found: timed whole run",
+        else "raq.pipeline.schedule.Pipeline.run not found: timed whole run",
     )
     out.extra["judge_requests"] = judge_requests
     return out
