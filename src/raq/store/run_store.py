@@ -1,4 +1,4 @@
-"""The run store and the shared response cache, both SQLite in WAL mode.
+"""The run store: one run's config, questions, answers and judgments in SQLite (WAL mode).
 
 Every answer and judgment is committed the moment it returns, so a killed run loses nothing
 it paid for; the output files (answers.jsonl, ranks.csv, …) are rendered from this store.
@@ -10,17 +10,15 @@ import json
 import sqlite3
 import time
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from raq.config import CacheConfig
 from raq.core.columns import Kind
 from raq.core.errors import StoreError
-from raq.core.records import Answer, Completion, Judgment, QAItem
+from raq.core.records import Answer, Judgment, QAItem
+from raq.store.sqlite import connect
 
 RUN_FORMAT = "raq-run/1"
-CACHE_FORMAT = "raq-cache/1"
 STORE_NAME = "raq.sqlite"
 
 _RUN_SCHEMA = """
@@ -60,132 +58,9 @@ _ADDED_COLUMNS = {
     },
 }  # fmt: skip
 
-_CACHE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY, completion TEXT NOT NULL, created_at REAL NOT NULL);
-"""
-
-
-def _connect(path: Path, schema: str, fmt: str, what: str) -> sqlite3.Connection:
-    """Open (or create) a raq SQLite file, refusing anything raq did not write."""
-    if path.is_file() and path.stat().st_size == 0:
-        raise StoreError(
-            f"{path}: an empty (0-byte) file, not a {what}; raq will not use it — delete it "
-            "(nothing was stored in it) or choose another path"
-        )
-    existed = path.exists()
-    try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        if existed:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-            found = None
-            if "meta" in tables:
-                row = conn.execute("SELECT value FROM meta WHERE key='format'").fetchone()
-                found = row[0] if row else None
-            if found != fmt:
-                conn.close()
-                raise StoreError(
-                    f"{path}: a SQLite file that is not a {what} (format {found!r}); "
-                    "raq will not overwrite it — move it away or choose another path"
-                )
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                conn.close()
-                raise StoreError(f"{path}: the {what} is damaged ({check}); raq will not touch it")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.executescript(schema)
-        _add_columns(conn)
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (fmt,))
-    except sqlite3.DatabaseError as exc:
-        raise _open_error(path, what, exc) from None
-    return conn
-
-
-def _open_error(path: Path, what: str, exc: sqlite3.DatabaseError) -> StoreError:
-    """The cause of a failed open, in one line: a lock, a read-only place or a full disk are
-    not a damaged file, and the remedy differs."""
-    text = str(exc)
-    if "locked" in text:
-        return StoreError(
-            f"{path}: the {what} is locked by another process ({text}); wait for it to finish "
-            "or stop it"
-        )
-    if "readonly" in text or "read-only" in text or "unable to open" in text:
-        import os
-
-        if not os.access(path.parent, os.W_OK):
-            return StoreError(f"{path}: cannot write the {what}: its directory is read-only")
-        return StoreError(f"{path}: cannot open the {what} for writing ({text})")
-    if "disk is full" in text:
-        return StoreError(f"{path}: no space left on the device for the {what}")
-    return StoreError(
-        f"{path}: not a readable {what} ({text}); raq will not overwrite it — "
-        "move it away or choose another path"
-    )
-
-
-def _add_columns(conn: sqlite3.Connection) -> None:
-    for table, columns in _ADDED_COLUMNS.items():
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if not have:
-            continue
-        for name, declaration in columns.items():
-            if name not in have:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
-
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-_STORED_COMPLETION_FIELDS = tuple(f.name for f in fields(Completion) if f.name != "cached")
-
-
-class ResponseCache:
-    """Completed responses keyed by a hash of the request, shared across runs."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._conn = _connect(path, _CACHE_SCHEMA, CACHE_FORMAT, "raq response cache")
-
-    def get(self, key: str) -> Completion | None:
-        row = self._conn.execute("SELECT completion FROM responses WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        try:
-            return Completion(**{**json.loads(row[0]), "cached": True})
-        except (ValueError, TypeError):  # a row edited by hand: ask again, and replace it
-            return None
-
-    def put(self, key: str, completion: Completion) -> None:
-        # Field by field, not dataclasses.asdict (which deep-copies): this runs per answer.
-        data = {name: getattr(completion, name) for name in _STORED_COMPLETION_FIELDS}
-        self._conn.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
-            (key, json.dumps(data, ensure_ascii=False), time.time()),
-        )
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-def open_cache(
-    config: CacheConfig, enabled: bool | None = None, path: str | Path | None = None
-) -> ResponseCache | None:
-    """The shared response cache a config asks for (arguments override it), or None."""
-    if not (config.enabled if enabled is None else enabled):
-        return None
-    return ResponseCache(Path(path or config.path or default_cache_path()).expanduser())
-
-
-def default_cache_path() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("raq")) / "responses.sqlite"
 
 
 class RunStore:
@@ -195,7 +70,7 @@ class RunStore:
         self.run_dir = run_dir
         self.path = run_dir / STORE_NAME
         run_dir.mkdir(parents=True, exist_ok=True)
-        self._conn = _connect(self.path, _RUN_SCHEMA, RUN_FORMAT, "raq run store")
+        self._conn = connect(self.path, _RUN_SCHEMA, RUN_FORMAT, "raq run store", _ADDED_COLUMNS)
 
     @classmethod
     def open_existing(cls, run_dir: Path) -> RunStore:
