@@ -14,6 +14,7 @@ from raq.config import RunConfig, config_to_yaml
 from raq.core.errors import InputError, StoreError
 from raq.pipeline.finalize import finalize
 from raq.store import RunStore
+from raq.store.lock import LOCK_NAME, RunLock
 
 if TYPE_CHECKING:
     from raq.result import RunResult
@@ -23,8 +24,17 @@ def merge_runs(run_dirs: list[Path], output: Path) -> RunResult:
     """Copy every shard's questions, answers and judgments into a new run at ``output``."""
     if len(run_dirs) < 1:
         raise InputError("give at least one run directory to merge")
-    if output.exists() and any(output.iterdir()):
-        raise StoreError(f"{output}: not empty; merge writes a new run directory")
+    if output.exists() and not output.is_dir():
+        raise StoreError(f"{output}: exists and is not a directory")
+    # One writer per run directory, as for raq run: a second merge into the same output is
+    # refused by name instead of racing on the new store.
+    with RunLock(output):
+        if any(p.name != LOCK_NAME for p in output.iterdir()):
+            raise StoreError(f"{output}: not empty; merge writes a new run directory")
+        return _merge(run_dirs, output)
+
+
+def _merge(run_dirs: list[Path], output: Path) -> RunResult:
     shards = [RunStore.open_existing(d) for d in run_dirs]
     try:
         config = _common_config(shards, run_dirs)
