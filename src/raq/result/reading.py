@@ -15,7 +15,7 @@ from raq.core.injection import addresses_judge
 from raq.core.records import Answer, Judgment
 from raq.result.files import JsonlWriter, RanksCsv, write_jsonl
 from raq.result.tables import ANSWER_FIELDS, Interned, current_judgments, rank_rows
-from raq.stats.answers import error_kind, summarise_answers
+from raq.stats.answer_summary import error_kind, summarise_answers
 from raq.stats.controls import ControlScore, ControlTally
 from raq.stats.tally import RankStream, WordsRanks, words_rank_counts
 from raq.store import RunStore
