@@ -18,28 +18,49 @@ import functools
 import itertools
 import json
 import logging
-import math
 import re
 import signal
-import socket
-import struct
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from raq.testing._behaviour import (
+    DEFAULT_TEXT,
+    INLINE_THINKING_MARKERS,
+    THINKING_FORMS,
+    Behaviour,
+    Body,
+    FaultFn,
+    Reply,
+)
+from raq.testing._faults import (
+    FAULT_KINDS,
+    HOSTILE_TEXT,
+    check_fault,
+    early_fault_response,
+    is_early,
+    stream_error,
+)
+from raq.testing._rate_limit import RATE_LIMIT_HEADERS, RateLimit, add_rate_limit_headers
+from raq.testing._wire import choice, close_connection, dumps, error_response
+
 __all__ = [
     "DEFAULT_TEXT",
     "FAULT_KINDS",
+    "HOSTILE_TEXT",
     "THINKING_FORMS",
     "Behaviour",
+    "Body",
     "FakeOpenAIServer",
+    "FaultFn",
     "RateLimit",
+    "Reply",
+    "check_fault",
     "judge_by_overlap",
     "judge_presented_order",
     "judge_reply",
@@ -51,185 +72,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_TEXT = "This is a reply from the fake server."
-FAULT_KINDS = frozenset(
-    {"429", "500", "502", "503", "reset", "hang", "cut-stream", "non-json", "empty"}
-    | {"not-permutation", "done-without-finish", "length"}
-    | {"401-echo", "500-echo", "stream-error-echo", "500-hostile"}
-)
-# An error body with rich markup, a clear-screen, a window title, an OSC 8 link and a bell.
-HOSTILE_TEXT = (
-    "boom [/x] [bold]not markup[/bold] \x1b[2J\x1b]0;pwned\x07 "
-    "\x1b]8;;http://evil.example\x07click\x1b]8;;\x07 \x9b31m | <script>x</script> =1+1"
-)
-_RETRY_AFTER = "429:retry-after="
-# Faults that answer before the request is validated, as a proxy or rate limiter would.
-_EARLY_FAULTS = frozenset(
-    {"429", "500", "502", "503", "reset", "hang", "non-json", "401-echo", "500-echo"}
-    | {"500-hostile"}
-)
 _TRUTH_PREFIX = "Based on the correct answer:"
-# How a reasoning model's thinking reaches the client, as real servers send it:
-# a separate field (current vLLM and Ollama: "reasoning"; older vLLM, DeepSeek's API,
-# llama.cpp: "reasoning_content") or inline in the content, where no reasoning parser runs:
-# <think>…</think> (DeepSeek-R1, Qwen3, Nemotron), …</think> with the opening tag left to the
-# chat template (DeepSeek-R1), ◁think▷…◁/think▷ (Kimi) and GPT-OSS's harmony channels.
-THINKING_FORMS = frozenset(
-    {"reasoning", "reasoning_content", "think_tags", "think_close_only", "kimi", "harmony"}
-)
-_INLINE_MARKERS = {
-    "think_tags": ("<think>", "</think>"),
-    "think_close_only": ("", "</think>"),
-    "kimi": ("◁think▷", "◁/think▷"),
-    "harmony": (
-        "<|channel|>analysis<|message|>",
-        "<|end|><|start|>assistant<|channel|>final<|message|>",
-    ),
-}
 _MAX_BODY = 64 * 1024 * 1024
-
-Body = dict[str, Any]
-Reply = Callable[[Body], "str | dict[str, Any]"]
-FaultFn = Callable[[int, Body], "str | None"]
-
-
-def _default_reply(body: Body) -> str:
-    """Answer every request with the same short sentence."""
-    return DEFAULT_TEXT
-
-
-def check_fault(fault: str | None) -> None:
-    """Raise ValueError for a fault the server does not know, so typos fail loudly."""
-    if fault is None or fault in FAULT_KINDS:
-        return
-    if isinstance(fault, str) and fault.startswith(_RETRY_AFTER):
-        value = fault[len(_RETRY_AFTER) :]
-        if value and value.isprintable():  # any header value: "2", "soon", "nan", a date
-            return
-    kinds = ", ".join(sorted(FAULT_KINDS))
-    raise ValueError(f"unknown fault {fault!r}; expected None, {kinds} or '429:retry-after=S'")
-
-
-@dataclass
-class Behaviour:
-    """How the fake server answers one model: reply, timing, accepted modes and faults.
-
-    Timing: a non-streamed reply takes ``latency_s``. A stream sends its first content chunk
-    after ``ttft_s`` (default ``latency_s``); later chunks come at ``tokens_per_s`` if set,
-    otherwise spread evenly so that the stream ends at ``latency_s`` (all at once when
-    ``ttft_s`` is unset). Faults apply per model in request order (see ``FAULT_KINDS``):
-
-    - ``429``/``500``/``502``/``503``: that status; ``429:retry-after=V`` sends Retry-After V
-      (any value: "2", "soon", "nan", an HTTP date);
-    - ``reset``, ``hang``, ``non-json`` (an HTML 200), ``cut-stream`` (the body ends mid-way);
-    - ``empty``: a finished reply with no text; ``not-permutation``: ``{"ranking": [1, 1]}``;
-    - ``done-without-finish``: a stream that sends its first chunk, then ``[DONE]`` and no
-      finish_reason, as llama-cpp-python's server (and litellm in front of it) ends a stream it
-      interrupts (non-streamed requests are answered normally);
-    - ``length``: the first half of the reply's words, with finish_reason ``length``;
-    - ``401-echo``/``500-echo``: an error body (JSON / HTML) that echoes the Authorization
-      header; ``stream-error-echo``: an error event inside the stream that echoes it (a 200
-      JSON body without choices when not streamed);
-    - ``500-hostile``: an error body of ``HOSTILE_TEXT`` (markup, escapes, HTML, a formula).
-    """
-
-    reply: Reply = _default_reply
-    latency_s: float = 0.0
-    ttft_s: float | None = None
-    tokens_per_s: float | None = None
-    accept_json_schema: bool = True
-    accept_json_object: bool = True
-    accept_tools: bool = True
-    # guided_json (NVIDIA NIM, vLLM): "top-level" honours a top-level guided_json (current NIM,
-    # vLLM), "nvext" honours nvext.guided_json (older NIM), "ignore" ignores both as llama.cpp
-    # does (a JSON reply then comes wrapped in prose, as an unconstrained model writes it),
-    # "refuse" answers 400 as OpenAI does for an argument it does not know.
-    guided_json: str = "refuse"
-    send_usage: bool = True
-    faults: Sequence[str | None] | FaultFn = ()
-    # A reasoning model: what it thinks before its reply (text or a function of the request),
-    # how the thinking is sent (THINKING_FORMS), and whether usage reports reasoning_tokens.
-    # Thinking and reply are paced and cut by max_tokens alike, a word to a token.
-    thinking: str | Callable[[Body], str] | None = None
-    thinking_form: str = "reasoning"
-    send_reasoning_tokens: bool = True
-
-    def __post_init__(self) -> None:
-        if self.thinking_form not in THINKING_FORMS:
-            forms = ", ".join(sorted(THINKING_FORMS))
-            raise ValueError(f"unknown thinking_form {self.thinking_form!r}; expected {forms}")
-        if self.guided_json not in ("top-level", "nvext", "ignore", "refuse"):
-            raise ValueError(
-                f"guided_json must be top-level, nvext, ignore or refuse, not {self.guided_json!r}"
-            )
-        if isinstance(self.faults, str):
-            raise TypeError("faults must be a sequence of fault kinds or a callable, not a str")
-        if not callable(self.faults):
-            self.faults = tuple(self.faults)
-            for fault in self.faults:
-                check_fault(fault)
-
-    def fault_for(self, index: int, body: Body) -> str | None:
-        """The fault for this model's request number ``index`` (0-based), or None."""
-        if callable(self.faults):
-            fault = self.faults(index, body)
-            check_fault(fault)
-            return fault
-        return self.faults[index] if index < len(self.faults) else None
-
-
-class RateLimit:
-    """A token bucket in front of every chat request, as a provider's gateway keeps one.
-
-    ``per_second`` tokens refill continuously up to ``burst``; a request takes one. Without a
-    token the request is refused before it is read further: 429 with ``Retry-After`` in whole
-    seconds, rounded up (RFC 9110's form, which is what hosted endpoints send). With
-    ``headers=True`` every response also carries OpenAI's ``x-ratelimit-limit-requests``
-    (the bucket's size), ``x-ratelimit-remaining-requests`` (whole tokens left) and
-    ``x-ratelimit-reset-requests`` (time until the bucket is full, as ``"250ms"``, ``"1.5s"``).
-    ``refused`` and ``accepted`` count the requests on each side of it.
-    """
-
-    def __init__(self, per_second: float, burst: float = 1.0, *, headers: bool = False) -> None:
-        if per_second <= 0 or burst < 1:
-            raise ValueError("a rate limit needs per_second > 0 and burst >= 1")
-        self.per_second = per_second
-        self.burst = burst
-        self.headers = headers
-        self.level = burst
-        self.updated = time.monotonic()
-        self.refused = 0
-        self.accepted = 0
-
-    def take(self) -> tuple[bool, dict[str, str]]:
-        """(accepted, headers to send) for one request arriving now."""
-        now = time.monotonic()
-        self.level = min(self.burst, self.level + (now - self.updated) * self.per_second)
-        self.updated = now
-        accepted = self.level >= 1
-        if accepted:
-            self.level -= 1
-            self.accepted += 1
-        else:
-            self.refused += 1
-        headers: dict[str, str] = {}
-        if not accepted:
-            headers["Retry-After"] = str(math.ceil((1 - self.level) / self.per_second))
-        if self.headers:
-            headers["x-ratelimit-limit-requests"] = f"{self.burst:g}"
-            headers["x-ratelimit-remaining-requests"] = str(math.floor(self.level))
-            full_in = (self.burst - self.level) / self.per_second
-            headers["x-ratelimit-reset-requests"] = _go_duration(full_in)
-        return accepted, headers
-
-
-def _go_duration(seconds: float) -> str:
-    """A duration as OpenAI's headers write it (Go's form): ``"12ms"``, ``"1.5s"``, ``"6m0s"``."""
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    minutes, rest = divmod(seconds, 60)
-    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
-    return f"{int(minutes)}m{text}" if minutes else text
 
 
 class _Headers(dict[str, str]):
@@ -341,52 +185,6 @@ def _encoded_pieces(text: str) -> tuple[bytes, ...]:
     """JSON-encoded stream pieces (a word and its following space); cached for fixed replies."""
     pieces = _PIECE.findall(text) or ([text] if text else [])
     return tuple(json.dumps(p).encode() for p in pieces)
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def _error_response(
-    status: int,
-    message: str,
-    type_: str,
-    *,
-    code: str | None = None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    """An OpenAI-style error body, the shape clients parse for messages and codes."""
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return web.Response(
-        status=status, body=_dumps(body), content_type="application/json", headers=headers
-    )
-
-
-_RATE_LIMIT_HEADERS = web.RequestKey("rate_limit_headers", dict[str, str])
-
-
-async def _add_rate_limit_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """Put the rate limit's headers on whatever response the request gets."""
-    response.headers.update(request.get(_RATE_LIMIT_HEADERS) or {})
-
-
-def _reset_connection(request: web.BaseRequest) -> None:
-    """Abort with RST (SO_LINGER 0) so the client sees a reset, not a polite close."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-def _close_connection(request: web.BaseRequest) -> None:
-    """Close after flushing what was written, so the client gets a truncated response."""
-    if request.transport is not None:
-        request.transport.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,7 +345,7 @@ class FakeOpenAIServer:
     async def _astart(self) -> None:
         """Bind and listen on the running loop (thread mode and the standalone process)."""
         app = web.Application(client_max_size=_MAX_BODY)
-        app.on_response_prepare.append(_add_rate_limit_headers)
+        app.on_response_prepare.append(add_rate_limit_headers)
         for prefix in ("/v1", ""):
             app.router.add_get(f"{prefix}/models", self._handle_models)
             app.router.add_post(f"{prefix}/chat/completions", self._handle_chat)
@@ -581,8 +379,8 @@ class FakeOpenAIServer:
         if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":
             return None
         if self.bad_key_status == 400:
-            return _error_response(400, "No connected db.", "None", code="400")
-        return _error_response(
+            return error_response(400, "No connected db.", "None", code="400")
+        return error_response(
             self.bad_key_status,
             "Incorrect API key provided.",
             "invalid_request_error",
@@ -597,7 +395,7 @@ class FakeOpenAIServer:
             names = list(self._behaviours)
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "raq-fake"} for n in names]
         return web.Response(
-            body=_dumps({"object": "list", "data": data}), content_type="application/json"
+            body=dumps({"object": "list", "data": data}), content_type="application/json"
         )
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
@@ -616,14 +414,14 @@ class FakeOpenAIServer:
         try:
             body = json.loads(raw)
         except ValueError:
-            return _error_response(400, "request body is not valid JSON", "invalid_request_error")
+            return error_response(400, "request body is not valid JSON", "invalid_request_error")
         if not isinstance(body, dict):
-            return _error_response(
+            return error_response(
                 400, "request body must be a JSON object", "invalid_request_error"
             )
         model = body.get("model")
         if not isinstance(model, str | None):
-            return _error_response(
+            return error_response(
                 400, "model must be a string", "invalid_request_error", param="model"
             )
         # raq's preflight (one token, before the run) is counted apart and draws no fault:
@@ -655,16 +453,16 @@ class FakeOpenAIServer:
             return refused
         if self.rate_limit is not None:
             accepted, limit_headers = self.rate_limit.take()
-            request[_RATE_LIMIT_HEADERS] = limit_headers
+            request[RATE_LIMIT_HEADERS] = limit_headers
             if not accepted:
-                return _error_response(
+                return error_response(
                     429,
                     "Rate limit reached for requests (fake server token bucket).",
                     "requests",
                     code="rate_limit_exceeded",
                 )
         if behaviour is None:
-            return _error_response(
+            return error_response(
                 404,
                 f"The model `{model}` does not exist or you do not have access to it.",
                 "invalid_request_error",
@@ -675,17 +473,17 @@ class FakeOpenAIServer:
             fault = None if preflight else behaviour.fault_for(index, body)
         except Exception as exc:
             _log.exception("fake server: faults callable failed")
-            return _error_response(500, f"fake server: faults failed: {exc!r}", "server_error")
-        if fault in _EARLY_FAULTS or (fault is not None and fault.startswith("429")):
-            return await self._early_fault(request, fault)
+            return error_response(500, f"fake server: faults failed: {exc!r}", "server_error")
+        if is_early(fault):
+            return await early_fault_response(request, fault)
         problem = _unsupported(body, behaviour)
         if problem is not None:
             message, param = problem
-            return _error_response(400, message, "invalid_request_error", param=param)
+            return error_response(400, message, "invalid_request_error", param=param)
 
         tool_name = _tool_name(body)
         if fault == "stream-error-echo":
-            return await _stream_error(request, body)
+            return await stream_error(request, body)
         payload: str | Any
         if preflight:
             payload = "OK"  # the reply functions expect the run's prompts
@@ -699,7 +497,7 @@ class FakeOpenAIServer:
                 payload = behaviour.reply(body)
             except Exception as exc:
                 _log.exception("fake server: reply function failed")
-                return _error_response(
+                return error_response(
                     500, f"fake server: reply function failed: {exc!r}", "server_error"
                 )
         text: str | None
@@ -719,7 +517,7 @@ class FakeOpenAIServer:
                 thinking = thinking(body)
             except Exception as exc:
                 _log.exception("fake server: thinking function failed")
-                return _error_response(
+                return error_response(
                     500, f"fake server: thinking function failed: {exc!r}", "server_error"
                 )
         if fault == "length" and text is not None:
@@ -731,42 +529,6 @@ class FakeOpenAIServer:
         if body.get("stream") is True:
             return await reply.stream(request, cut, interrupted=fault == "done-without-finish")
         return await reply.complete(request, cut)
-
-    async def _early_fault(self, request: web.Request, fault: str) -> web.StreamResponse:
-        if fault == "hang":
-            # Never resolves; stop() cancels it.
-            await asyncio.get_running_loop().create_future()
-        if fault == "reset":
-            _reset_connection(request)
-            return web.Response()  # its write fails quietly on the aborted transport
-        if fault == "non-json":
-            return web.Response(body=b"<html>oops</html>", content_type="text/html")
-        auth = request.headers.get("Authorization", "")
-        if fault == "401-echo":
-            return _error_response(
-                401, f"invalid token: {auth}", "invalid_request_error", code="invalid_api_key"
-            )
-        if fault == "500-echo":
-            page = f"<html><body>Internal error handling {auth}</body></html>"
-            return web.Response(status=500, text=page, content_type="text/html")
-        if fault == "500-hostile":
-            return _error_response(500, HOSTILE_TEXT, "server_error")
-        if fault.startswith("429"):
-            headers = None
-            if fault.startswith(_RETRY_AFTER):
-                headers = {"Retry-After": fault[len(_RETRY_AFTER) :]}
-            return _error_response(
-                429,
-                "Rate limit reached (fake server fault).",
-                "requests",
-                code="rate_limit_exceeded",
-                headers=headers,
-            )
-        return _error_response(
-            int(fault),
-            f"The server had an error while processing your request (fake fault {fault}).",
-            "server_error",
-        )
 
 
 class _Reply:
@@ -811,8 +573,8 @@ class _Reply:
         tokens: list[tuple[str, str]] = []
         if thinking is not None:
             words = _PIECE.findall(thinking) or [thinking]
-            if form in _INLINE_MARKERS:
-                opening, closing = _INLINE_MARKERS[form]
+            if form in INLINE_THINKING_MARKERS:
+                opening, closing = INLINE_THINKING_MARKERS[form]
                 tokens += [("content", opening)] if opening else []
                 tokens += [("content", w) for w in words] + [("content", closing)]
             else:
@@ -879,7 +641,7 @@ class _Reply:
         }
         if self.behaviour.send_usage:
             out["usage"] = self.usage()
-        data = _dumps(out)
+        data = dumps(out)
         if not cut:
             return web.Response(body=data, content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -889,7 +651,7 @@ class _Reply:
             await resp.write(data[: len(data) // 2])
         except ConnectionError:
             return resp
-        _close_connection(request)
+        close_connection(request)
         return resp
 
     def _chunk_head(self) -> bytes:
@@ -897,11 +659,11 @@ class _Reply:
         return b"".join(
             [
                 b'data: {"id":',
-                _dumps(self.id),
+                dumps(self.id),
                 b',"object":"chat.completion.chunk","created":',
                 str(self.created).encode(),
                 b',"model":',
-                _dumps(self.model),
+                dumps(self.model),
                 b',"choices":',
             ]
         )
@@ -920,7 +682,7 @@ class _Reply:
             finish = (
                 head
                 + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":'
-                + _dumps(self.finish_reason)
+                + dumps(self.finish_reason)
                 + b"}]}\n\n"
             )
             return role, chunks, finish
@@ -931,24 +693,24 @@ class _Reply:
             "function": {"name": self.tool_name, "arguments": ""},
         }
         delta = {"role": "assistant", "content": None, "tool_calls": [call]}
-        role = head + _dumps([_choice(delta)]) + b"}\n\n"
+        role = head + dumps([choice(delta)]) + b"}\n\n"
         args = self.arguments or ""
         half = len(args) // 2
         parts = [args[:half], args[half:]] if half else [args]
         chunks = [
             head
-            + _dumps([_choice({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})])
+            + dumps([choice({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})])
             + b"}\n\n"
             for part in parts
         ]
-        finish = head + _dumps([_choice({}, "tool_calls")]) + b"}\n\n"
+        finish = head + dumps([choice({}, "tool_calls")]) + b"}\n\n"
         return role, chunks, finish
 
     def _token_events(self) -> tuple[bytes, list[bytes], bytes]:
         """Events of a thinking or cut reply: a chunk per token, in its own delta field."""
         head = self._chunk_head()
         assert self.tokens is not None
-        role = head + _dumps([_choice({"role": "assistant", "content": ""})]) + b"}\n\n"
+        role = head + dumps([choice({"role": "assistant", "content": ""})]) + b"}\n\n"
         chunks = []
         opened = False
         for field, piece in self.tokens:
@@ -961,8 +723,8 @@ class _Reply:
                 delta: dict[str, Any] = {"tool_calls": [call]}
             else:
                 delta = {field: piece}
-            chunks.append(head + _dumps([_choice(delta)]) + b"}\n\n")
-        finish = head + _dumps([_choice({}, self.finish_reason)]) + b"}\n\n"
+            chunks.append(head + dumps([choice(delta)]) + b"}\n\n")
+        finish = head + dumps([choice({}, self.finish_reason)]) + b"}\n\n"
         return role, chunks, finish
 
     async def stream(
@@ -1017,7 +779,7 @@ class _Reply:
             pending.append(trailer)
             await resp.write(b"".join(pending))
             if cut:
-                _close_connection(request)
+                close_connection(request)
                 return resp
             await resp.write_eof()
         except ConnectionError:
@@ -1033,7 +795,7 @@ class _Reply:
             "choices": [],
             "usage": self.usage(),
         }
-        return b"data: " + _dumps(out) + b"\n\n"
+        return b"data: " + dumps(out) + b"\n\n"
 
 
 def _max_tokens(body: Body) -> int | None:
@@ -1043,29 +805,6 @@ def _max_tokens(body: Body) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
-
-
-async def _stream_error(request: web.Request, body: Body) -> web.StreamResponse:
-    """An error reported inside a 200 stream (or as a 200 JSON body without choices), echoing
-    the Authorization header, as some gateways do when an upstream refuses the key."""
-    auth = request.headers.get("Authorization", "")
-    error = {"error": {"message": f"upstream refused credentials {auth}", "code": 401}}
-    if body.get("stream") is not True:
-        return web.Response(body=_dumps(error), content_type="application/json")
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    try:
-        await resp.prepare(request)
-        role = _choice({"role": "assistant", "content": ""})
-        await resp.write(b"data: " + _dumps({"choices": [role]}) + b"\n\n")
-        await resp.write(b"data: " + _dumps(error) + b"\n\n" + b"data: [DONE]\n\n")
-        await resp.write_eof()
-    except ConnectionError:
-        pass
-    return resp
-
-
-def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
 
 # ---------------------------------------------------------------------------------------------
