@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import itertools
 import json
 import logging
@@ -22,32 +21,31 @@ import re
 import signal
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from raq.testing._answer import answer
 from raq.testing._behaviour import (
     DEFAULT_TEXT,
-    INLINE_THINKING_MARKERS,
     THINKING_FORMS,
     Behaviour,
     Body,
     FaultFn,
     Reply,
 )
+from raq.testing._chat_request import Headers, chat_messages, last_user_text, message_text
 from raq.testing._faults import (
     FAULT_KINDS,
     HOSTILE_TEXT,
     check_fault,
     early_fault_response,
     is_early,
-    stream_error,
 )
 from raq.testing._rate_limit import RATE_LIMIT_HEADERS, RateLimit, add_rate_limit_headers
-from raq.testing._wire import choice, close_connection, dumps, error_response
+from raq.testing._wire import dumps, error_response
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -61,6 +59,7 @@ __all__ = [
     "RateLimit",
     "Reply",
     "check_fault",
+    "fixed_text",
     "judge_by_overlap",
     "judge_presented_order",
     "judge_reply",
@@ -74,117 +73,6 @@ _log = logging.getLogger(__name__)
 
 _TRUTH_PREFIX = "Based on the correct answer:"
 _MAX_BODY = 64 * 1024 * 1024
-
-
-class _Headers(dict[str, str]):
-    """Request headers keyed in lower case, looked up case-insensitively as HTTP does."""
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(key.lower(), default)
-
-
-# ---------------------------------------------------------------------------------------------
-# Request inspection and response pieces
-
-
-def _message_text(message: dict[str, Any]) -> str:
-    """A message's text, whether content is a string or a list of content parts."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
-def _messages(body: Body) -> list[dict[str, Any]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return []
-    return [m for m in messages if isinstance(m, dict)]
-
-
-def _prompt_tokens(body: Body) -> int:
-    return sum(len(_message_text(m).split()) for m in _messages(body))
-
-
-def _last_user_text(body: Body) -> str:
-    for message in reversed(_messages(body)):
-        if message.get("role") == "user":
-            return _message_text(message)
-    return ""
-
-
-def _response_format_type(body: Body) -> str | None:
-    rf = body.get("response_format")
-    if rf is None:
-        return None
-    kind = rf.get("type") if isinstance(rf, dict) else None
-    return kind if isinstance(kind, str) else "<missing>"
-
-
-def _unsupported(body: Body, behaviour: Behaviour) -> tuple[str, str] | None:
-    """(message, param) naming the first mode the behaviour refuses, or None."""
-    kind = _response_format_type(body)
-    if kind is not None:
-        refused = (kind == "json_schema" and not behaviour.accept_json_schema) or (
-            kind == "json_object" and not behaviour.accept_json_object
-        )
-        if refused or kind not in ("text", "json_schema", "json_object"):
-            return f"response_format type {kind} is not supported", "response_format"
-    if behaviour.guided_json == "refuse":
-        for name in ("guided_json", "nvext"):
-            if name in body:
-                return f"Unrecognized request argument supplied: {name}", name
-    if not behaviour.accept_tools:
-        if body.get("tools"):
-            return "tools is not supported", "tools"
-        if body.get("tool_choice") is not None:
-            return "tool_choice is not supported", "tool_choice"
-    return None
-
-
-def _guidance_ignored(body: Body, behaviour: Behaviour) -> bool:
-    """Whether the only output constraint asked for is a guided_json the server ignores."""
-    if _response_format_type(body) in ("json_schema", "json_object"):
-        return False
-    asked = [name for name in ("guided_json", "nvext") if name in body]
-    honoured = {"top-level": "guided_json", "nvext": "nvext"}.get(behaviour.guided_json)
-    return bool(asked) and honoured not in asked
-
-
-def _tool_name(body: Body) -> str | None:
-    """The function a structured reply should call, or None when there is no tool to call."""
-    tools = body.get("tools")
-    choice = body.get("tool_choice")
-    if not isinstance(tools, list) or not tools or choice == "none":
-        return None
-    if isinstance(choice, dict):
-        forced = choice.get("function")
-        if isinstance(forced, dict) and isinstance(forced.get("name"), str):
-            return forced["name"]
-    first = tools[0]
-    function = first.get("function") if isinstance(first, dict) else None
-    name = function.get("name") if isinstance(function, dict) else None
-    return name if isinstance(name, str) else "tool"
-
-
-_PIECE = re.compile(r"\s*\S+\s*")
-
-
-@functools.lru_cache(maxsize=512)
-def _encoded_pieces(text: str) -> tuple[bytes, ...]:
-    """JSON-encoded stream pieces (a word and its following space); cached for fixed replies."""
-    pieces = _PIECE.findall(text) or ([text] if text else [])
-    return tuple(json.dumps(p).encode() for p in pieces)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,9 +324,7 @@ class FakeOpenAIServer:
             else:
                 if self._log_requests:
                     self.requests.append(body)
-                    self.headers.append(
-                        _Headers((k.lower(), v) for k, v in request.headers.items())
-                    )
+                    self.headers.append(Headers((k.lower(), v) for k, v in request.headers.items()))
                 self._counts[model] += 1
                 if self._counts.total() > 1 and model != self._last_model:
                     self._switches += 1
@@ -476,335 +362,9 @@ class FakeOpenAIServer:
             return error_response(500, f"fake server: faults failed: {exc!r}", "server_error")
         if is_early(fault):
             return await early_fault_response(request, fault)
-        problem = _unsupported(body, behaviour)
-        if problem is not None:
-            message, param = problem
-            return error_response(400, message, "invalid_request_error", param=param)
-
-        tool_name = _tool_name(body)
-        if fault == "stream-error-echo":
-            return await stream_error(request, body)
-        payload: str | Any
-        if preflight:
-            payload = "OK"  # the reply functions expect the run's prompts
-        elif fault == "empty":
-            payload = ""
-        elif fault == "not-permutation":
-            wants_json = _response_format_type(body) in ("json_schema", "json_object")
-            payload = {"ranking": [1, 1]} if tool_name or wants_json else "1, 1"
-        else:
-            try:
-                payload = behaviour.reply(body)
-            except Exception as exc:
-                _log.exception("fake server: reply function failed")
-                return error_response(
-                    500, f"fake server: reply function failed: {exc!r}", "server_error"
-                )
-        text: str | None
-        arguments: str | None = None
-        if isinstance(payload, str):
-            text = payload
-        elif tool_name is not None:
-            text, arguments = None, json.dumps(payload)
-        elif _guidance_ignored(body, behaviour):
-            text = f"Here is my answer: {json.dumps(payload)} I hope this helps."
-        else:
-            text = json.dumps(payload)
-        cut = fault == "cut-stream"
-        thinking = behaviour.thinking
-        if callable(thinking):
-            try:
-                thinking = thinking(body)
-            except Exception as exc:
-                _log.exception("fake server: thinking function failed")
-                return error_response(
-                    500, f"fake server: thinking function failed: {exc!r}", "server_error"
-                )
-        if fault == "length" and text is not None:
-            words = text.split(" ")
-            text = " ".join(words[: max(1, len(words) // 2)])
-        reply = _Reply(self, body, behaviour, model, text, tool_name, arguments, thinking)
-        if fault == "length":
-            reply.finish_reason = "length"
-        if body.get("stream") is True:
-            return await reply.stream(request, cut, interrupted=fault == "done-without-finish")
-        return await reply.complete(request, cut)
-
-
-class _Reply:
-    """One completion to send, non-streamed or as server-sent events."""
-
-    def __init__(
-        self,
-        server: FakeOpenAIServer,
-        body: Body,
-        behaviour: Behaviour,
-        model: str | None,
-        text: str | None,
-        tool_name: str | None,
-        arguments: str | None,
-        thinking: str | None = None,
-    ) -> None:
-        n = next(server._ids)
-        self.id = f"chatcmpl-fake{n}"
-        self.call_id = f"call_fake{n}"
-        self.created = int(time.time())
-        self.body = body
-        self.behaviour = behaviour
-        self.model = model if model is not None else "fake"
-        self.text = text
-        self.tool_name = tool_name
-        self.arguments = arguments
-        self.finish_reason = "stop" if arguments is None else "tool_calls"
-        # The reply as (field, piece) tokens when it thinks or max_tokens cuts it; None for
-        # the plain reply, which streams from cached pre-encoded pieces.
-        self.tokens: list[tuple[str, str]] | None = None
-        self.reasoning_tokens = 0
-        self._plan(thinking, _max_tokens(body))
-
-    def _plan(self, thinking: str | None, budget: int | None) -> None:
-        """Lay out thinking and reply as tokens (a word or tag each) and cut them at
-        ``budget`` (max_tokens) as a server would: finish_reason "length"."""
-        if thinking is None:  # the common case: cut only if the reply is over budget
-            payload = (self.text or "") if self.arguments is None else self.arguments
-            if budget is None or len(_encoded_pieces(payload)) <= budget:
-                return
-        form = self.behaviour.thinking_form
-        tokens: list[tuple[str, str]] = []
-        if thinking is not None:
-            words = _PIECE.findall(thinking) or [thinking]
-            if form in INLINE_THINKING_MARKERS:
-                opening, closing = INLINE_THINKING_MARKERS[form]
-                tokens += [("content", opening)] if opening else []
-                tokens += [("content", w) for w in words] + [("content", closing)]
-            else:
-                tokens += [(form, w) for w in words]
-        thought = len(tokens)
-        if self.arguments is not None:
-            tokens += [("arguments", w) for w in _PIECE.findall(self.arguments)]
-        else:
-            tokens += [("content", w) for w in _PIECE.findall(self.text or "")]
-        if budget is not None and len(tokens) > budget:
-            tokens = tokens[:budget]
-            self.finish_reason = "length"
-            if self.arguments is not None:  # a cut call is no call
-                tokens = [t for t in tokens if t[0] != "arguments"]
-                self.arguments = None
-        if thinking is None and self.finish_reason != "length":
-            return
-        self.tokens = tokens
-        self.reasoning_tokens = min(thought, len(tokens))
-        self.text = "".join(p for field, p in tokens if field == "content")
-
-    def usage(self) -> dict[str, Any]:
-        if self.tokens is not None:
-            completion_tokens = len(self.tokens)
-        else:
-            completion = self.text if self.arguments is None else self.arguments
-            completion_tokens = len((completion or "").split())
-        prompt_tokens = _prompt_tokens(self.body)
-        out: dict[str, Any] = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-        if self.reasoning_tokens and self.behaviour.send_reasoning_tokens:
-            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
-        return out
-
-    async def complete(self, request: web.Request, cut: bool) -> web.StreamResponse:
-        if self.behaviour.latency_s > 0:
-            await asyncio.sleep(self.behaviour.latency_s)
-        message: dict[str, Any] = {"role": "assistant", "content": self.text, "tool_calls": None}
-        if self.tokens is not None:
-            for form in ("reasoning", "reasoning_content"):
-                thought = "".join(p for field, p in self.tokens if field == form)
-                if thought:
-                    message[form] = thought
-            message["content"] = self.text or None  # as vLLM: no answer, no content
-        if self.arguments is not None:
-            function = {"name": self.tool_name, "arguments": self.arguments}
-            message["tool_calls"] = [{"id": self.call_id, "type": "function", "function": function}]
-        out: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": self.finish_reason,
-                }
-            ],
-        }
-        if self.behaviour.send_usage:
-            out["usage"] = self.usage()
-        data = dumps(out)
-        if not cut:
-            return web.Response(body=data, content_type="application/json")
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        resp.content_length = len(data)
-        try:
-            await resp.prepare(request)
-            await resp.write(data[: len(data) // 2])
-        except ConnectionError:
-            return resp
-        close_connection(request)
-        return resp
-
-    def _chunk_head(self) -> bytes:
-        """The start of every streamed chunk of this reply, up to its choices."""
-        return b"".join(
-            [
-                b'data: {"id":',
-                dumps(self.id),
-                b',"object":"chat.completion.chunk","created":',
-                str(self.created).encode(),
-                b',"model":',
-                dumps(self.model),
-                b',"choices":',
-            ]
+        return await answer(
+            request, body, behaviour, model, fault, preflight=preflight, numbers=self._ids
         )
-
-    def _events(self) -> tuple[bytes, list[bytes], bytes]:
-        """(role chunk, content chunks, finish chunk) as SSE bytes."""
-        if self.tokens is not None:
-            return self._token_events()
-        head = self._chunk_head()
-        if self.arguments is None:
-            role = head + b'[{"index":0,"delta":{"role":"assistant","content":""},'
-            role += b'"logprobs":null,"finish_reason":null}]}\n\n'
-            start = head + b'[{"index":0,"delta":{"content":'
-            end = b'},"logprobs":null,"finish_reason":null}]}\n\n'
-            chunks = [start + piece + end for piece in _encoded_pieces(self.text or "")]
-            finish = (
-                head
-                + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":'
-                + dumps(self.finish_reason)
-                + b"}]}\n\n"
-            )
-            return role, chunks, finish
-        call = {
-            "index": 0,
-            "id": self.call_id,
-            "type": "function",
-            "function": {"name": self.tool_name, "arguments": ""},
-        }
-        delta = {"role": "assistant", "content": None, "tool_calls": [call]}
-        role = head + dumps([choice(delta)]) + b"}\n\n"
-        args = self.arguments or ""
-        half = len(args) // 2
-        parts = [args[:half], args[half:]] if half else [args]
-        chunks = [
-            head
-            + dumps([choice({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})])
-            + b"}\n\n"
-            for part in parts
-        ]
-        finish = head + dumps([choice({}, "tool_calls")]) + b"}\n\n"
-        return role, chunks, finish
-
-    def _token_events(self) -> tuple[bytes, list[bytes], bytes]:
-        """Events of a thinking or cut reply: a chunk per token, in its own delta field."""
-        head = self._chunk_head()
-        assert self.tokens is not None
-        role = head + dumps([choice({"role": "assistant", "content": ""})]) + b"}\n\n"
-        chunks = []
-        opened = False
-        for field, piece in self.tokens:
-            if field == "arguments":
-                call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
-                if not opened:
-                    call |= {"id": self.call_id, "type": "function"}
-                    call["function"]["name"] = self.tool_name
-                    opened = True
-                delta: dict[str, Any] = {"tool_calls": [call]}
-            else:
-                delta = {field: piece}
-            chunks.append(head + dumps([choice(delta)]) + b"}\n\n")
-        finish = head + dumps([choice({}, self.finish_reason)]) + b"}\n\n"
-        return role, chunks, finish
-
-    async def stream(
-        self, request: web.Request, cut: bool, *, interrupted: bool = False
-    ) -> web.StreamResponse:
-        b = self.behaviour
-        ttft = b.ttft_s if b.ttft_s is not None else b.latency_s
-        role, chunks, finish = self._events()
-        n = len(chunks)
-        interval = tail = 0.0
-        if b.tokens_per_s is not None and b.tokens_per_s > 0:
-            interval = 1.0 / b.tokens_per_s
-        elif b.latency_s > ttft:
-            if n > 1:
-                interval = (b.latency_s - ttft) / (n - 1)
-            else:
-                tail = b.latency_s - ttft
-        if interrupted:  # llama-cpp-python: the first chunk, then [DONE], no finish_reason
-            chunks, trailer = chunks[:1], b"data: [DONE]\n\n"
-        elif cut:
-            chunks = chunks[: min(3, max(1, n // 2))] if n else []
-            trailer = b""
-        else:
-            options = self.body.get("stream_options")
-            include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            trailer = finish
-            if include_usage and b.send_usage:
-                trailer += self._usage_event()
-            trailer += b"data: [DONE]\n\n"
-
-        if ttft > 0:
-            await asyncio.sleep(ttft)
-        resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        try:
-            await resp.prepare(request)
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            pending = [role]
-            for i, chunk in enumerate(chunks):
-                delay = start + i * interval - loop.time()
-                if delay > 0:
-                    await resp.write(b"".join(pending))
-                    pending.clear()
-                    await asyncio.sleep(delay)
-                pending.append(chunk)
-            if tail > 0:
-                await resp.write(b"".join(pending))
-                pending.clear()
-                await asyncio.sleep(tail)
-            pending.append(trailer)
-            await resp.write(b"".join(pending))
-            if cut:
-                close_connection(request)
-                return resp
-            await resp.write_eof()
-        except ConnectionError:
-            pass  # the client went away; nothing to finish
-        return resp
-
-    def _usage_event(self) -> bytes:
-        out = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": self.usage(),
-        }
-        return b"data: " + dumps(out) + b"\n\n"
-
-
-def _max_tokens(body: Body) -> int | None:
-    """The request's output budget (max_tokens, or max_completion_tokens), if it sets one."""
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -832,7 +392,7 @@ def reply_from_context(n_words: int | None = None) -> Reply:
     """
 
     def reply(body: Body) -> str:
-        text = _last_user_text(body)
+        text = last_user_text(body)
         match = _CONTEXT.search(text)
         if match is None:
             return "I do not know."
@@ -857,11 +417,11 @@ def parse_judge_prompt(body: Body) -> tuple[str, list[dict[str, Any]]]:
     The truth is the rest of the ``Based on the correct answer:`` line outside the block
     (best effort: "" when absent). Raises ValueError when there is no answers block.
     """
-    text = _last_user_text(body)
+    text = last_user_text(body)
     if "<answers>" not in text:  # a re-ask: the judge prompt is an earlier user message
-        for message in reversed(_messages(body)):
-            if message.get("role") == "user" and "<answers>" in _message_text(message):
-                text = _message_text(message)
+        for message in reversed(chat_messages(body)):
+            if message.get("role") == "user" and "<answers>" in message_text(message):
+                text = message_text(message)
                 break
     tag = re.search(r"^[ \t]*<answers>[ \t]*$", text, re.MULTILINE)
     if tag is not None:
