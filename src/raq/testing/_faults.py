@@ -3,7 +3,7 @@ reply outright: an error status, a reset, a hang, an HTML page, an echoed key, a
 inside a 200 stream.
 
 Faults that shape a reply instead (``empty``, ``not-permutation``, ``length``, ``cut-stream``,
-``done-without-finish``) are applied where the reply is built.
+``done-without-finish``) are applied where the reply is built (``_answer``, ``_completion``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,14 @@ exercised end to end, with configurable latency and injected faults. The benchma
 beside the client to measure the client's CPU, so it stays cheap: no pydantic, and stream
 chunks are assembled from cached, pre-encoded pieces.
 
+This module is the server: it routes each request to a model's ``Behaviour``, keeps the log
+and counts tests read, checks the key and the rate limit, and runs in a thread or (``main``)
+as a process. The rest lives beside it, one concept a module, and is re-exported here:
+``_behaviour`` (a model's configuration), ``_faults`` (fault kinds and the responses that
+replace a reply), ``_rate_limit`` (the gateway's token bucket), ``_chat_request`` (reading a
+request), ``_answer`` (what a model answers), ``_completion`` (a completion on the wire),
+``_wire`` (shared encoding) and ``_replies`` (reply functions and fake judges for tests).
+
 Run standalone with ``python -m raq.testing.fake_server --help``.
 """
 
@@ -17,12 +25,11 @@ import contextlib
 import itertools
 import json
 import logging
-import re
 import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +43,7 @@ from raq.testing._behaviour import (
     FaultFn,
     Reply,
 )
-from raq.testing._chat_request import Headers, chat_messages, last_user_text, message_text
+from raq.testing._chat_request import Headers
 from raq.testing._faults import (
     FAULT_KINDS,
     HOSTILE_TEXT,
@@ -45,6 +52,15 @@ from raq.testing._faults import (
     is_early,
 )
 from raq.testing._rate_limit import RATE_LIMIT_HEADERS, RateLimit, add_rate_limit_headers
+from raq.testing._replies import (
+    fixed_text,
+    judge_by_overlap,
+    judge_presented_order,
+    judge_reply,
+    parse_judge_prompt,
+    reply_from_context,
+    reply_text,
+)
 from raq.testing._wire import dumps, error_response
 
 __all__ = [
@@ -71,7 +87,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-_TRUTH_PREFIX = "Based on the correct answer:"
 _MAX_BODY = 64 * 1024 * 1024
 
 
@@ -368,139 +383,7 @@ class FakeOpenAIServer:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reply helpers
-
-
-def reply_text(text: str) -> Reply:
-    """A reply function that always answers ``text``."""
-
-    def reply(body: Body) -> str:
-        return text
-
-    return reply
-
-
-_CONTEXT = re.compile(r"context:", re.IGNORECASE)
-_SENTENCE = re.compile(r"^(.*?[.!?])(?=\s|$)")
-
-
-def reply_from_context(n_words: int | None = None) -> Reply:
-    """Answer with the first sentence after ``context:`` in the last user message.
-
-    A fake answerer that is right when the prompt carries the answer, so tests can tell
-    good and bad answers apart; ``n_words`` truncates it to make a worse answerer.
-    """
-
-    def reply(body: Body) -> str:
-        text = last_user_text(body)
-        match = _CONTEXT.search(text)
-        if match is None:
-            return "I do not know."
-        rest = text[match.end() :].lstrip()
-        line = rest.split("\n", 1)[0].strip()
-        if not line:
-            return "I do not know."
-        sentence = _SENTENCE.match(line)
-        answer = sentence.group(1) if sentence else line
-        if n_words is not None:
-            answer = " ".join(answer.split()[:n_words])
-        return answer
-
-    return reply
-
-
-def parse_judge_prompt(body: Body) -> tuple[str, list[dict[str, Any]]]:
-    """(truth, answers) from raq's judge prompt in the last user message.
-
-    The answers are decoded as JSON from the first ``<answers>`` line, never cut at a
-    closing tag, because an answer may itself contain ``</answers>`` or ``ID: 2 Answer:``.
-    The truth is the rest of the ``Based on the correct answer:`` line outside the block
-    (best effort: "" when absent). Raises ValueError when there is no answers block.
-    """
-    text = last_user_text(body)
-    if "<answers>" not in text:  # a re-ask: the judge prompt is an earlier user message
-        for message in reversed(chat_messages(body)):
-            if message.get("role") == "user" and "<answers>" in message_text(message):
-                text = message_text(message)
-                break
-    tag = re.search(r"^[ \t]*<answers>[ \t]*$", text, re.MULTILINE)
-    if tag is not None:
-        tag_start, tag_end = tag.start(), tag.end()
-    else:
-        tag_start = text.find("<answers>")
-        if tag_start < 0:
-            raise ValueError("judge prompt has no <answers> block")
-        tag_end = tag_start + len("<answers>")
-    bracket = text.find("[", tag_end)
-    if bracket < 0:
-        raise ValueError("judge prompt has no JSON array after <answers>")
-    answers, end = json.JSONDecoder().raw_decode(text, bracket)
-    if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
-        raise ValueError("the <answers> block is not a JSON array of objects")
-    truth = ""
-    for line in (text[:tag_start] + "\n" + text[end:]).splitlines():
-        stripped = line.strip()
-        if stripped.startswith(_TRUTH_PREFIX):
-            truth = stripped[len(_TRUTH_PREFIX) :].strip()
-            break
-    return truth, answers
-
-
-def judge_reply(rank: Callable[[list[dict[str, Any]], Body], list[int]]) -> Reply:
-    """A judge reply function: parses the judge prompt, answers ``{"ranking": rank(...)}``,
-    with a ``rationale`` when the prompt asks for one."""
-
-    def reply(body: Body) -> dict[str, Any]:
-        _, answers = parse_judge_prompt(body)
-        ranking = list(rank(answers, body))
-        if '"rationale"' in str(body["messages"][-1].get("content", "")):
-            return {"ranking": ranking, "rationale": f"ID {ranking[0]} matches the reference."}
-        return {"ranking": ranking}
-
-    return reply
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
-
-
-def judge_by_overlap() -> Reply:
-    """A plausible fake judge: most words shared with the truth first, then the more precise
-    (fewer words), then by id."""
-
-    def rank(answers: list[dict[str, Any]], body: Body) -> list[int]:
-        truth, _ = parse_judge_prompt(body)
-        truth_words = _words(truth)
-
-        def key(answer: dict[str, Any]) -> tuple[int, int, Any]:
-            words = _words(str(answer.get("answer", "")))
-            return -len(words & truth_words), len(words), answer.get("id")
-
-        return [a.get("id") for a in sorted(answers, key=key)]  # type: ignore[misc]
-
-    return judge_reply(rank)
-
-
-def judge_presented_order() -> Reply:
-    """A maximally position-biased fake judge: the ids in the order they were presented."""
-
-    def rank(answers: list[dict[str, Any]], body: Body) -> list[int]:
-        return [a.get("id") for a in answers]  # type: ignore[misc]
-
-    return judge_reply(rank)
-
-
-# ---------------------------------------------------------------------------------------------
 # Standalone process for the benchmark
-
-_LOREM = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor"
-_VOCABULARY = (_LOREM + " incididunt ut labore et dolore magna aliqua").split()
-
-
-def fixed_text(n_words: int) -> str:
-    """A deterministic reply of ``n_words`` words, ending with a full stop."""
-    words = [_VOCABULARY[i % len(_VOCABULARY)] for i in range(max(1, n_words))]
-    return " ".join(words) + "."
 
 
 async def _serve(server: FakeOpenAIServer) -> None:
