@@ -5,6 +5,14 @@ exercised end to end, with configurable latency and injected faults. The benchma
 beside the client to measure the client's CPU, so it stays cheap: no pydantic, and stream
 chunks are assembled from cached, pre-encoded pieces.
 
+This module is the server: it routes each request to a model's ``Behaviour``, keeps the log
+and counts tests read, checks the key and the rate limit, and runs in a thread or (``main``)
+as a process. The rest lives beside it, one concept a module, and is re-exported here:
+``_behaviour`` (a model's configuration), ``_faults`` (fault kinds and the responses that
+replace a reply), ``_rate_limit`` (the gateway's token bucket), ``_chat_request`` (reading a
+request), ``_answer`` (what a model answers), ``_completion`` (a completion on the wire),
+``_wire`` (shared encoding) and ``_replies`` (reply functions and fake judges for tests).
+
 Run standalone with ``python -m raq.testing.fake_server --help``.
 """
 
@@ -14,32 +22,60 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import itertools
 import json
 import logging
-import math
-import re
 import signal
-import socket
-import struct
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
+from raq.testing._answer import answer
+from raq.testing._behaviour import (
+    DEFAULT_TEXT,
+    THINKING_FORMS,
+    Behaviour,
+    Body,
+    FaultFn,
+    Reply,
+)
+from raq.testing._chat_request import Headers
+from raq.testing._faults import (
+    FAULT_KINDS,
+    HOSTILE_TEXT,
+    check_fault,
+    early_fault_response,
+    is_early,
+)
+from raq.testing._rate_limit import RATE_LIMIT_HEADERS, RateLimit, add_rate_limit_headers
+from raq.testing._replies import (
+    fixed_text,
+    judge_by_overlap,
+    judge_presented_order,
+    judge_reply,
+    parse_judge_prompt,
+    reply_from_context,
+    reply_text,
+)
+from raq.testing._wire import dumps, error_response
+
 __all__ = [
     "DEFAULT_TEXT",
     "FAULT_KINDS",
+    "HOSTILE_TEXT",
     "THINKING_FORMS",
     "Behaviour",
+    "Body",
     "FakeOpenAIServer",
+    "FaultFn",
     "RateLimit",
+    "Reply",
+    "check_fault",
+    "fixed_text",
     "judge_by_overlap",
     "judge_presented_order",
     "judge_reply",
@@ -51,342 +87,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_TEXT = "This is a reply from the fake server."
-FAULT_KINDS = frozenset(
-    {"429", "500", "502", "503", "reset", "hang", "cut-stream", "non-json", "empty"}
-    | {"not-permutation", "done-without-finish", "length"}
-    | {"401-echo", "500-echo", "stream-error-echo", "500-hostile"}
-)
-# An error body with rich markup, a clear-screen, a window title, an OSC 8 link and a bell.
-HOSTILE_TEXT = (
-    "boom [/x] [bold]not markup[/bold] \x1b[2J\x1b]0;pwned\x07 "
-    "\x1b]8;;http://evil.example\x07click\x1b]8;;\x07 \x9b31m | <script>x</script> =1+1"
-)
-_RETRY_AFTER = "429:retry-after="
-# Faults that answer before the request is validated, as a proxy or rate limiter would.
-_EARLY_FAULTS = frozenset(
-    {"429", "500", "502", "503", "reset", "hang", "non-json", "401-echo", "500-echo"}
-    | {"500-hostile"}
-)
-_TRUTH_PREFIX = "Based on the correct answer:"
-# How a reasoning model's thinking reaches the client, as real servers send it:
-# a separate field (current vLLM and Ollama: "reasoning"; older vLLM, DeepSeek's API,
-# llama.cpp: "reasoning_content") or inline in the content, where no reasoning parser runs:
-# <think>…</think> (DeepSeek-R1, Qwen3, Nemotron), …</think> with the opening tag left to the
-# chat template (DeepSeek-R1), ◁think▷…◁/think▷ (Kimi) and GPT-OSS's harmony channels.
-THINKING_FORMS = frozenset(
-    {"reasoning", "reasoning_content", "think_tags", "think_close_only", "kimi", "harmony"}
-)
-_INLINE_MARKERS = {
-    "think_tags": ("<think>", "</think>"),
-    "think_close_only": ("", "</think>"),
-    "kimi": ("◁think▷", "◁/think▷"),
-    "harmony": (
-        "<|channel|>analysis<|message|>",
-        "<|end|><|start|>assistant<|channel|>final<|message|>",
-    ),
-}
 _MAX_BODY = 64 * 1024 * 1024
-
-Body = dict[str, Any]
-Reply = Callable[[Body], "str | dict[str, Any]"]
-FaultFn = Callable[[int, Body], "str | None"]
-
-
-def _default_reply(body: Body) -> str:
-    """Answer every request with the same short sentence."""
-    return DEFAULT_TEXT
-
-
-def check_fault(fault: str | None) -> None:
-    """Raise ValueError for a fault the server does not know, so typos fail loudly."""
-    if fault is None or fault in FAULT_KINDS:
-        return
-    if isinstance(fault, str) and fault.startswith(_RETRY_AFTER):
-        value = fault[len(_RETRY_AFTER) :]
-        if value and value.isprintable():  # any header value: "2", "soon", "nan", a date
-            return
-    kinds = ", ".join(sorted(FAULT_KINDS))
-    raise ValueError(f"unknown fault {fault!r}; expected None, {kinds} or '429:retry-after=S'")
-
-
-@dataclass
-class Behaviour:
-    """How the fake server answers one model: reply, timing, accepted modes and faults.
-
-    Timing: a non-streamed reply takes ``latency_s``. A stream sends its first content chunk
-    after ``ttft_s`` (default ``latency_s``); later chunks come at ``tokens_per_s`` if set,
-    otherwise spread evenly so that the stream ends at ``latency_s`` (all at once when
-    ``ttft_s`` is unset). Faults apply per model in request order (see ``FAULT_KINDS``):
-
-    - ``429``/``500``/``502``/``503``: that status; ``429:retry-after=V`` sends Retry-After V
-      (any value: "2", "soon", "nan", an HTTP date);
-    - ``reset``, ``hang``, ``non-json`` (an HTML 200), ``cut-stream`` (the body ends mid-way);
-    - ``empty``: a finished reply with no text; ``not-permutation``: ``{"ranking": [1, 1]}``;
-    - ``done-without-finish``: a stream that sends its first chunk, then ``[DONE]`` and no
-      finish_reason, as llama-cpp-python's server (and litellm in front of it) ends a stream it
-      interrupts (non-streamed requests are answered normally);
-    - ``length``: the first half of the reply's words, with finish_reason ``length``;
-    - ``401-echo``/``500-echo``: an error body (JSON / HTML) that echoes the Authorization
-      header; ``stream-error-echo``: an error event inside the stream that echoes it (a 200
-      JSON body without choices when not streamed);
-    - ``500-hostile``: an error body of ``HOSTILE_TEXT`` (markup, escapes, HTML, a formula).
-    """
-
-    reply: Reply = _default_reply
-    latency_s: float = 0.0
-    ttft_s: float | None = None
-    tokens_per_s: float | None = None
-    accept_json_schema: bool = True
-    accept_json_object: bool = True
-    accept_tools: bool = True
-    # guided_json (NVIDIA NIM, vLLM): "top-level" honours a top-level guided_json (current NIM,
-    # vLLM), "nvext" honours nvext.guided_json (older NIM), "ignore" ignores both as llama.cpp
-    # does (a JSON reply then comes wrapped in prose, as an unconstrained model writes it),
-    # "refuse" answers 400 as OpenAI does for an argument it does not know.
-    guided_json: str = "refuse"
-    send_usage: bool = True
-    faults: Sequence[str | None] | FaultFn = ()
-    # A reasoning model: what it thinks before its reply (text or a function of the request),
-    # how the thinking is sent (THINKING_FORMS), and whether usage reports reasoning_tokens.
-    # Thinking and reply are paced and cut by max_tokens alike, a word to a token.
-    thinking: str | Callable[[Body], str] | None = None
-    thinking_form: str = "reasoning"
-    send_reasoning_tokens: bool = True
-
-    def __post_init__(self) -> None:
-        if self.thinking_form not in THINKING_FORMS:
-            forms = ", ".join(sorted(THINKING_FORMS))
-            raise ValueError(f"unknown thinking_form {self.thinking_form!r}; expected {forms}")
-        if self.guided_json not in ("top-level", "nvext", "ignore", "refuse"):
-            raise ValueError(
-                f"guided_json must be top-level, nvext, ignore or refuse, not {self.guided_json!r}"
-            )
-        if isinstance(self.faults, str):
-            raise TypeError("faults must be a sequence of fault kinds or a callable, not a str")
-        if not callable(self.faults):
-            self.faults = tuple(self.faults)
-            for fault in self.faults:
-                check_fault(fault)
-
-    def fault_for(self, index: int, body: Body) -> str | None:
-        """The fault for this model's request number ``index`` (0-based), or None."""
-        if callable(self.faults):
-            fault = self.faults(index, body)
-            check_fault(fault)
-            return fault
-        return self.faults[index] if index < len(self.faults) else None
-
-
-class RateLimit:
-    """A token bucket in front of every chat request, as a provider's gateway keeps one.
-
-    ``per_second`` tokens refill continuously up to ``burst``; a request takes one. Without a
-    token the request is refused before it is read further: 429 with ``Retry-After`` in whole
-    seconds, rounded up (RFC 9110's form, which is what hosted endpoints send). With
-    ``headers=True`` every response also carries OpenAI's ``x-ratelimit-limit-requests``
-    (the bucket's size), ``x-ratelimit-remaining-requests`` (whole tokens left) and
-    ``x-ratelimit-reset-requests`` (time until the bucket is full, as ``"250ms"``, ``"1.5s"``).
-    ``refused`` and ``accepted`` count the requests on each side of it.
-    """
-
-    def __init__(self, per_second: float, burst: float = 1.0, *, headers: bool = False) -> None:
-        if per_second <= 0 or burst < 1:
-            raise ValueError("a rate limit needs per_second > 0 and burst >= 1")
-        self.per_second = per_second
-        self.burst = burst
-        self.headers = headers
-        self.level = burst
-        self.updated = time.monotonic()
-        self.refused = 0
-        self.accepted = 0
-
-    def take(self) -> tuple[bool, dict[str, str]]:
-        """(accepted, headers to send) for one request arriving now."""
-        now = time.monotonic()
-        self.level = min(self.burst, self.level + (now - self.updated) * self.per_second)
-        self.updated = now
-        accepted = self.level >= 1
-        if accepted:
-            self.level -= 1
-            self.accepted += 1
-        else:
-            self.refused += 1
-        headers: dict[str, str] = {}
-        if not accepted:
-            headers["Retry-After"] = str(math.ceil((1 - self.level) / self.per_second))
-        if self.headers:
-            headers["x-ratelimit-limit-requests"] = f"{self.burst:g}"
-            headers["x-ratelimit-remaining-requests"] = str(math.floor(self.level))
-            full_in = (self.burst - self.level) / self.per_second
-            headers["x-ratelimit-reset-requests"] = _go_duration(full_in)
-        return accepted, headers
-
-
-def _go_duration(seconds: float) -> str:
-    """A duration as OpenAI's headers write it (Go's form): ``"12ms"``, ``"1.5s"``, ``"6m0s"``."""
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    minutes, rest = divmod(seconds, 60)
-    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
-    return f"{int(minutes)}m{text}" if minutes else text
-
-
-class _Headers(dict[str, str]):
-    """Request headers keyed in lower case, looked up case-insensitively as HTTP does."""
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(key.lower(), default)
-
-
-# ---------------------------------------------------------------------------------------------
-# Request inspection and response pieces
-
-
-def _message_text(message: dict[str, Any]) -> str:
-    """A message's text, whether content is a string or a list of content parts."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
-def _messages(body: Body) -> list[dict[str, Any]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return []
-    return [m for m in messages if isinstance(m, dict)]
-
-
-def _prompt_tokens(body: Body) -> int:
-    return sum(len(_message_text(m).split()) for m in _messages(body))
-
-
-def _last_user_text(body: Body) -> str:
-    for message in reversed(_messages(body)):
-        if message.get("role") == "user":
-            return _message_text(message)
-    return ""
-
-
-def _response_format_type(body: Body) -> str | None:
-    rf = body.get("response_format")
-    if rf is None:
-        return None
-    kind = rf.get("type") if isinstance(rf, dict) else None
-    return kind if isinstance(kind, str) else "<missing>"
-
-
-def _unsupported(body: Body, behaviour: Behaviour) -> tuple[str, str] | None:
-    """(message, param) naming the first mode the behaviour refuses, or None."""
-    kind = _response_format_type(body)
-    if kind is not None:
-        refused = (kind == "json_schema" and not behaviour.accept_json_schema) or (
-            kind == "json_object" and not behaviour.accept_json_object
-        )
-        if refused or kind not in ("text", "json_schema", "json_object"):
-            return f"response_format type {kind} is not supported", "response_format"
-    if behaviour.guided_json == "refuse":
-        for name in ("guided_json", "nvext"):
-            if name in body:
-                return f"Unrecognized request argument supplied: {name}", name
-    if not behaviour.accept_tools:
-        if body.get("tools"):
-            return "tools is not supported", "tools"
-        if body.get("tool_choice") is not None:
-            return "tool_choice is not supported", "tool_choice"
-    return None
-
-
-def _guidance_ignored(body: Body, behaviour: Behaviour) -> bool:
-    """Whether the only output constraint asked for is a guided_json the server ignores."""
-    if _response_format_type(body) in ("json_schema", "json_object"):
-        return False
-    asked = [name for name in ("guided_json", "nvext") if name in body]
-    honoured = {"top-level": "guided_json", "nvext": "nvext"}.get(behaviour.guided_json)
-    return bool(asked) and honoured not in asked
-
-
-def _tool_name(body: Body) -> str | None:
-    """The function a structured reply should call, or None when there is no tool to call."""
-    tools = body.get("tools")
-    choice = body.get("tool_choice")
-    if not isinstance(tools, list) or not tools or choice == "none":
-        return None
-    if isinstance(choice, dict):
-        forced = choice.get("function")
-        if isinstance(forced, dict) and isinstance(forced.get("name"), str):
-            return forced["name"]
-    first = tools[0]
-    function = first.get("function") if isinstance(first, dict) else None
-    name = function.get("name") if isinstance(function, dict) else None
-    return name if isinstance(name, str) else "tool"
-
-
-_PIECE = re.compile(r"\s*\S+\s*")
-
-
-@functools.lru_cache(maxsize=512)
-def _encoded_pieces(text: str) -> tuple[bytes, ...]:
-    """JSON-encoded stream pieces (a word and its following space); cached for fixed replies."""
-    pieces = _PIECE.findall(text) or ([text] if text else [])
-    return tuple(json.dumps(p).encode() for p in pieces)
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def _error_response(
-    status: int,
-    message: str,
-    type_: str,
-    *,
-    code: str | None = None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    """An OpenAI-style error body, the shape clients parse for messages and codes."""
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return web.Response(
-        status=status, body=_dumps(body), content_type="application/json", headers=headers
-    )
-
-
-_RATE_LIMIT_HEADERS = web.RequestKey("rate_limit_headers", dict[str, str])
-
-
-async def _add_rate_limit_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """Put the rate limit's headers on whatever response the request gets."""
-    response.headers.update(request.get(_RATE_LIMIT_HEADERS) or {})
-
-
-def _reset_connection(request: web.BaseRequest) -> None:
-    """Abort with RST (SO_LINGER 0) so the client sees a reset, not a polite close."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-def _close_connection(request: web.BaseRequest) -> None:
-    """Close after flushing what was written, so the client gets a truncated response."""
-    if request.transport is not None:
-        request.transport.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,7 +248,7 @@ class FakeOpenAIServer:
     async def _astart(self) -> None:
         """Bind and listen on the running loop (thread mode and the standalone process)."""
         app = web.Application(client_max_size=_MAX_BODY)
-        app.on_response_prepare.append(_add_rate_limit_headers)
+        app.on_response_prepare.append(add_rate_limit_headers)
         for prefix in ("/v1", ""):
             app.router.add_get(f"{prefix}/models", self._handle_models)
             app.router.add_post(f"{prefix}/chat/completions", self._handle_chat)
@@ -581,8 +282,8 @@ class FakeOpenAIServer:
         if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":
             return None
         if self.bad_key_status == 400:
-            return _error_response(400, "No connected db.", "None", code="400")
-        return _error_response(
+            return error_response(400, "No connected db.", "None", code="400")
+        return error_response(
             self.bad_key_status,
             "Incorrect API key provided.",
             "invalid_request_error",
@@ -597,7 +298,7 @@ class FakeOpenAIServer:
             names = list(self._behaviours)
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "raq-fake"} for n in names]
         return web.Response(
-            body=_dumps({"object": "list", "data": data}), content_type="application/json"
+            body=dumps({"object": "list", "data": data}), content_type="application/json"
         )
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
@@ -616,14 +317,14 @@ class FakeOpenAIServer:
         try:
             body = json.loads(raw)
         except ValueError:
-            return _error_response(400, "request body is not valid JSON", "invalid_request_error")
+            return error_response(400, "request body is not valid JSON", "invalid_request_error")
         if not isinstance(body, dict):
-            return _error_response(
+            return error_response(
                 400, "request body must be a JSON object", "invalid_request_error"
             )
         model = body.get("model")
         if not isinstance(model, str | None):
-            return _error_response(
+            return error_response(
                 400, "model must be a string", "invalid_request_error", param="model"
             )
         # raq's preflight (one token, before the run) is counted apart and draws no fault:
@@ -638,9 +339,7 @@ class FakeOpenAIServer:
             else:
                 if self._log_requests:
                     self.requests.append(body)
-                    self.headers.append(
-                        _Headers((k.lower(), v) for k, v in request.headers.items())
-                    )
+                    self.headers.append(Headers((k.lower(), v) for k, v in request.headers.items()))
                 self._counts[model] += 1
                 if self._counts.total() > 1 and model != self._last_model:
                     self._switches += 1
@@ -655,16 +354,16 @@ class FakeOpenAIServer:
             return refused
         if self.rate_limit is not None:
             accepted, limit_headers = self.rate_limit.take()
-            request[_RATE_LIMIT_HEADERS] = limit_headers
+            request[RATE_LIMIT_HEADERS] = limit_headers
             if not accepted:
-                return _error_response(
+                return error_response(
                     429,
                     "Rate limit reached for requests (fake server token bucket).",
                     "requests",
                     code="rate_limit_exceeded",
                 )
         if behaviour is None:
-            return _error_response(
+            return error_response(
                 404,
                 f"The model `{model}` does not exist or you do not have access to it.",
                 "invalid_request_error",
@@ -675,533 +374,16 @@ class FakeOpenAIServer:
             fault = None if preflight else behaviour.fault_for(index, body)
         except Exception as exc:
             _log.exception("fake server: faults callable failed")
-            return _error_response(500, f"fake server: faults failed: {exc!r}", "server_error")
-        if fault in _EARLY_FAULTS or (fault is not None and fault.startswith("429")):
-            return await self._early_fault(request, fault)
-        problem = _unsupported(body, behaviour)
-        if problem is not None:
-            message, param = problem
-            return _error_response(400, message, "invalid_request_error", param=param)
-
-        tool_name = _tool_name(body)
-        if fault == "stream-error-echo":
-            return await _stream_error(request, body)
-        payload: str | Any
-        if preflight:
-            payload = "OK"  # the reply functions expect the run's prompts
-        elif fault == "empty":
-            payload = ""
-        elif fault == "not-permutation":
-            wants_json = _response_format_type(body) in ("json_schema", "json_object")
-            payload = {"ranking": [1, 1]} if tool_name or wants_json else "1, 1"
-        else:
-            try:
-                payload = behaviour.reply(body)
-            except Exception as exc:
-                _log.exception("fake server: reply function failed")
-                return _error_response(
-                    500, f"fake server: reply function failed: {exc!r}", "server_error"
-                )
-        text: str | None
-        arguments: str | None = None
-        if isinstance(payload, str):
-            text = payload
-        elif tool_name is not None:
-            text, arguments = None, json.dumps(payload)
-        elif _guidance_ignored(body, behaviour):
-            text = f"Here is my answer: {json.dumps(payload)} I hope this helps."
-        else:
-            text = json.dumps(payload)
-        cut = fault == "cut-stream"
-        thinking = behaviour.thinking
-        if callable(thinking):
-            try:
-                thinking = thinking(body)
-            except Exception as exc:
-                _log.exception("fake server: thinking function failed")
-                return _error_response(
-                    500, f"fake server: thinking function failed: {exc!r}", "server_error"
-                )
-        if fault == "length" and text is not None:
-            words = text.split(" ")
-            text = " ".join(words[: max(1, len(words) // 2)])
-        reply = _Reply(self, body, behaviour, model, text, tool_name, arguments, thinking)
-        if fault == "length":
-            reply.finish_reason = "length"
-        if body.get("stream") is True:
-            return await reply.stream(request, cut, interrupted=fault == "done-without-finish")
-        return await reply.complete(request, cut)
-
-    async def _early_fault(self, request: web.Request, fault: str) -> web.StreamResponse:
-        if fault == "hang":
-            # Never resolves; stop() cancels it.
-            await asyncio.get_running_loop().create_future()
-        if fault == "reset":
-            _reset_connection(request)
-            return web.Response()  # its write fails quietly on the aborted transport
-        if fault == "non-json":
-            return web.Response(body=b"<html>oops</html>", content_type="text/html")
-        auth = request.headers.get("Authorization", "")
-        if fault == "401-echo":
-            return _error_response(
-                401, f"invalid token: {auth}", "invalid_request_error", code="invalid_api_key"
-            )
-        if fault == "500-echo":
-            page = f"<html><body>Internal error handling {auth}</body></html>"
-            return web.Response(status=500, text=page, content_type="text/html")
-        if fault == "500-hostile":
-            return _error_response(500, HOSTILE_TEXT, "server_error")
-        if fault.startswith("429"):
-            headers = None
-            if fault.startswith(_RETRY_AFTER):
-                headers = {"Retry-After": fault[len(_RETRY_AFTER) :]}
-            return _error_response(
-                429,
-                "Rate limit reached (fake server fault).",
-                "requests",
-                code="rate_limit_exceeded",
-                headers=headers,
-            )
-        return _error_response(
-            int(fault),
-            f"The server had an error while processing your request (fake fault {fault}).",
-            "server_error",
+            return error_response(500, f"fake server: faults failed: {exc!r}", "server_error")
+        if is_early(fault):
+            return await early_fault_response(request, fault)
+        return await answer(
+            request, body, behaviour, model, fault, preflight=preflight, numbers=self._ids
         )
-
-
-class _Reply:
-    """One completion to send, non-streamed or as server-sent events."""
-
-    def __init__(
-        self,
-        server: FakeOpenAIServer,
-        body: Body,
-        behaviour: Behaviour,
-        model: str | None,
-        text: str | None,
-        tool_name: str | None,
-        arguments: str | None,
-        thinking: str | None = None,
-    ) -> None:
-        n = next(server._ids)
-        self.id = f"chatcmpl-fake{n}"
-        self.call_id = f"call_fake{n}"
-        self.created = int(time.time())
-        self.body = body
-        self.behaviour = behaviour
-        self.model = model if model is not None else "fake"
-        self.text = text
-        self.tool_name = tool_name
-        self.arguments = arguments
-        self.finish_reason = "stop" if arguments is None else "tool_calls"
-        # The reply as (field, piece) tokens when it thinks or max_tokens cuts it; None for
-        # the plain reply, which streams from cached pre-encoded pieces.
-        self.tokens: list[tuple[str, str]] | None = None
-        self.reasoning_tokens = 0
-        self._plan(thinking, _max_tokens(body))
-
-    def _plan(self, thinking: str | None, budget: int | None) -> None:
-        """Lay out thinking and reply as tokens (a word or tag each) and cut them at
-        ``budget`` (max_tokens) as a server would: finish_reason "length"."""
-        if thinking is None:  # the common case: cut only if the reply is over budget
-            payload = (self.text or "") if self.arguments is None else self.arguments
-            if budget is None or len(_encoded_pieces(payload)) <= budget:
-                return
-        form = self.behaviour.thinking_form
-        tokens: list[tuple[str, str]] = []
-        if thinking is not None:
-            words = _PIECE.findall(thinking) or [thinking]
-            if form in _INLINE_MARKERS:
-                opening, closing = _INLINE_MARKERS[form]
-                tokens += [("content", opening)] if opening else []
-                tokens += [("content", w) for w in words] + [("content", closing)]
-            else:
-                tokens += [(form, w) for w in words]
-        thought = len(tokens)
-        if self.arguments is not None:
-            tokens += [("arguments", w) for w in _PIECE.findall(self.arguments)]
-        else:
-            tokens += [("content", w) for w in _PIECE.findall(self.text or "")]
-        if budget is not None and len(tokens) > budget:
-            tokens = tokens[:budget]
-            self.finish_reason = "length"
-            if self.arguments is not None:  # a cut call is no call
-                tokens = [t for t in tokens if t[0] != "arguments"]
-                self.arguments = None
-        if thinking is None and self.finish_reason != "length":
-            return
-        self.tokens = tokens
-        self.reasoning_tokens = min(thought, len(tokens))
-        self.text = "".join(p for field, p in tokens if field == "content")
-
-    def usage(self) -> dict[str, Any]:
-        if self.tokens is not None:
-            completion_tokens = len(self.tokens)
-        else:
-            completion = self.text if self.arguments is None else self.arguments
-            completion_tokens = len((completion or "").split())
-        prompt_tokens = _prompt_tokens(self.body)
-        out: dict[str, Any] = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-        if self.reasoning_tokens and self.behaviour.send_reasoning_tokens:
-            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
-        return out
-
-    async def complete(self, request: web.Request, cut: bool) -> web.StreamResponse:
-        if self.behaviour.latency_s > 0:
-            await asyncio.sleep(self.behaviour.latency_s)
-        message: dict[str, Any] = {"role": "assistant", "content": self.text, "tool_calls": None}
-        if self.tokens is not None:
-            for form in ("reasoning", "reasoning_content"):
-                thought = "".join(p for field, p in self.tokens if field == form)
-                if thought:
-                    message[form] = thought
-            message["content"] = self.text or None  # as vLLM: no answer, no content
-        if self.arguments is not None:
-            function = {"name": self.tool_name, "arguments": self.arguments}
-            message["tool_calls"] = [{"id": self.call_id, "type": "function", "function": function}]
-        out: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": self.finish_reason,
-                }
-            ],
-        }
-        if self.behaviour.send_usage:
-            out["usage"] = self.usage()
-        data = _dumps(out)
-        if not cut:
-            return web.Response(body=data, content_type="application/json")
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        resp.content_length = len(data)
-        try:
-            await resp.prepare(request)
-            await resp.write(data[: len(data) // 2])
-        except ConnectionError:
-            return resp
-        _close_connection(request)
-        return resp
-
-    def _chunk_head(self) -> bytes:
-        """The start of every streamed chunk of this reply, up to its choices."""
-        return b"".join(
-            [
-                b'data: {"id":',
-                _dumps(self.id),
-                b',"object":"chat.completion.chunk","created":',
-                str(self.created).encode(),
-                b',"model":',
-                _dumps(self.model),
-                b',"choices":',
-            ]
-        )
-
-    def _events(self) -> tuple[bytes, list[bytes], bytes]:
-        """(role chunk, content chunks, finish chunk) as SSE bytes."""
-        if self.tokens is not None:
-            return self._token_events()
-        head = self._chunk_head()
-        if self.arguments is None:
-            role = head + b'[{"index":0,"delta":{"role":"assistant","content":""},'
-            role += b'"logprobs":null,"finish_reason":null}]}\n\n'
-            start = head + b'[{"index":0,"delta":{"content":'
-            end = b'},"logprobs":null,"finish_reason":null}]}\n\n'
-            chunks = [start + piece + end for piece in _encoded_pieces(self.text or "")]
-            finish = (
-                head
-                + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":'
-                + _dumps(self.finish_reason)
-                + b"}]}\n\n"
-            )
-            return role, chunks, finish
-        call = {
-            "index": 0,
-            "id": self.call_id,
-            "type": "function",
-            "function": {"name": self.tool_name, "arguments": ""},
-        }
-        delta = {"role": "assistant", "content": None, "tool_calls": [call]}
-        role = head + _dumps([_choice(delta)]) + b"}\n\n"
-        args = self.arguments or ""
-        half = len(args) // 2
-        parts = [args[:half], args[half:]] if half else [args]
-        chunks = [
-            head
-            + _dumps([_choice({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})])
-            + b"}\n\n"
-            for part in parts
-        ]
-        finish = head + _dumps([_choice({}, "tool_calls")]) + b"}\n\n"
-        return role, chunks, finish
-
-    def _token_events(self) -> tuple[bytes, list[bytes], bytes]:
-        """Events of a thinking or cut reply: a chunk per token, in its own delta field."""
-        head = self._chunk_head()
-        assert self.tokens is not None
-        role = head + _dumps([_choice({"role": "assistant", "content": ""})]) + b"}\n\n"
-        chunks = []
-        opened = False
-        for field, piece in self.tokens:
-            if field == "arguments":
-                call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
-                if not opened:
-                    call |= {"id": self.call_id, "type": "function"}
-                    call["function"]["name"] = self.tool_name
-                    opened = True
-                delta: dict[str, Any] = {"tool_calls": [call]}
-            else:
-                delta = {field: piece}
-            chunks.append(head + _dumps([_choice(delta)]) + b"}\n\n")
-        finish = head + _dumps([_choice({}, self.finish_reason)]) + b"}\n\n"
-        return role, chunks, finish
-
-    async def stream(
-        self, request: web.Request, cut: bool, *, interrupted: bool = False
-    ) -> web.StreamResponse:
-        b = self.behaviour
-        ttft = b.ttft_s if b.ttft_s is not None else b.latency_s
-        role, chunks, finish = self._events()
-        n = len(chunks)
-        interval = tail = 0.0
-        if b.tokens_per_s is not None and b.tokens_per_s > 0:
-            interval = 1.0 / b.tokens_per_s
-        elif b.latency_s > ttft:
-            if n > 1:
-                interval = (b.latency_s - ttft) / (n - 1)
-            else:
-                tail = b.latency_s - ttft
-        if interrupted:  # llama-cpp-python: the first chunk, then [DONE], no finish_reason
-            chunks, trailer = chunks[:1], b"data: [DONE]\n\n"
-        elif cut:
-            chunks = chunks[: min(3, max(1, n // 2))] if n else []
-            trailer = b""
-        else:
-            options = self.body.get("stream_options")
-            include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            trailer = finish
-            if include_usage and b.send_usage:
-                trailer += self._usage_event()
-            trailer += b"data: [DONE]\n\n"
-
-        if ttft > 0:
-            await asyncio.sleep(ttft)
-        resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        try:
-            await resp.prepare(request)
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            pending = [role]
-            for i, chunk in enumerate(chunks):
-                delay = start + i * interval - loop.time()
-                if delay > 0:
-                    await resp.write(b"".join(pending))
-                    pending.clear()
-                    await asyncio.sleep(delay)
-                pending.append(chunk)
-            if tail > 0:
-                await resp.write(b"".join(pending))
-                pending.clear()
-                await asyncio.sleep(tail)
-            pending.append(trailer)
-            await resp.write(b"".join(pending))
-            if cut:
-                _close_connection(request)
-                return resp
-            await resp.write_eof()
-        except ConnectionError:
-            pass  # the client went away; nothing to finish
-        return resp
-
-    def _usage_event(self) -> bytes:
-        out = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": self.usage(),
-        }
-        return b"data: " + _dumps(out) + b"\n\n"
-
-
-def _max_tokens(body: Body) -> int | None:
-    """The request's output budget (max_tokens, or max_completion_tokens), if it sets one."""
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-async def _stream_error(request: web.Request, body: Body) -> web.StreamResponse:
-    """An error reported inside a 200 stream (or as a 200 JSON body without choices), echoing
-    the Authorization header, as some gateways do when an upstream refuses the key."""
-    auth = request.headers.get("Authorization", "")
-    error = {"error": {"message": f"upstream refused credentials {auth}", "code": 401}}
-    if body.get("stream") is not True:
-        return web.Response(body=_dumps(error), content_type="application/json")
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    try:
-        await resp.prepare(request)
-        role = _choice({"role": "assistant", "content": ""})
-        await resp.write(b"data: " + _dumps({"choices": [role]}) + b"\n\n")
-        await resp.write(b"data: " + _dumps(error) + b"\n\n" + b"data: [DONE]\n\n")
-        await resp.write_eof()
-    except ConnectionError:
-        pass
-    return resp
-
-
-def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-
-
-# ---------------------------------------------------------------------------------------------
-# Reply helpers
-
-
-def reply_text(text: str) -> Reply:
-    """A reply function that always answers ``text``."""
-
-    def reply(body: Body) -> str:
-        return text
-
-    return reply
-
-
-_CONTEXT = re.compile(r"context:", re.IGNORECASE)
-_SENTENCE = re.compile(r"^(.*?[.!?])(?=\s|$)")
-
-
-def reply_from_context(n_words: int | None = None) -> Reply:
-    """Answer with the first sentence after ``context:`` in the last user message.
-
-    A fake answerer that is right when the prompt carries the answer, so tests can tell
-    good and bad answers apart; ``n_words`` truncates it to make a worse answerer.
-    """
-
-    def reply(body: Body) -> str:
-        text = _last_user_text(body)
-        match = _CONTEXT.search(text)
-        if match is None:
-            return "I do not know."
-        rest = text[match.end() :].lstrip()
-        line = rest.split("\n", 1)[0].strip()
-        if not line:
-            return "I do not know."
-        sentence = _SENTENCE.match(line)
-        answer = sentence.group(1) if sentence else line
-        if n_words is not None:
-            answer = " ".join(answer.split()[:n_words])
-        return answer
-
-    return reply
-
-
-def parse_judge_prompt(body: Body) -> tuple[str, list[dict[str, Any]]]:
-    """(truth, answers) from raq's judge prompt in the last user message.
-
-    The answers are decoded as JSON from the first ``<answers>`` line, never cut at a
-    closing tag, because an answer may itself contain ``</answers>`` or ``ID: 2 Answer:``.
-    The truth is the rest of the ``Based on the correct answer:`` line outside the block
-    (best effort: "" when absent). Raises ValueError when there is no answers block.
-    """
-    text = _last_user_text(body)
-    if "<answers>" not in text:  # a re-ask: the judge prompt is an earlier user message
-        for message in reversed(_messages(body)):
-            if message.get("role") == "user" and "<answers>" in _message_text(message):
-                text = _message_text(message)
-                break
-    tag = re.search(r"^[ \t]*<answers>[ \t]*$", text, re.MULTILINE)
-    if tag is not None:
-        tag_start, tag_end = tag.start(), tag.end()
-    else:
-        tag_start = text.find("<answers>")
-        if tag_start < 0:
-            raise ValueError("judge prompt has no <answers> block")
-        tag_end = tag_start + len("<answers>")
-    bracket = text.find("[", tag_end)
-    if bracket < 0:
-        raise ValueError("judge prompt has no JSON array after <answers>")
-    answers, end = json.JSONDecoder().raw_decode(text, bracket)
-    if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
-        raise ValueError("the <answers> block is not a JSON array of objects")
-    truth = ""
-    for line in (text[:tag_start] + "\n" + text[end:]).splitlines():
-        stripped = line.strip()
-        if stripped.startswith(_TRUTH_PREFIX):
-            truth = stripped[len(_TRUTH_PREFIX) :].strip()
-            break
-    return truth, answers
-
-
-def judge_reply(rank: Callable[[list[dict[str, Any]], Body], list[int]]) -> Reply:
-    """A judge reply function: parses the judge prompt, answers ``{"ranking": rank(...)}``,
-    with a ``rationale`` when the prompt asks for one."""
-
-    def reply(body: Body) -> dict[str, Any]:
-        _, answers = parse_judge_prompt(body)
-        ranking = list(rank(answers, body))
-        if '"rationale"' in str(body["messages"][-1].get("content", "")):
-            return {"ranking": ranking, "rationale": f"ID {ranking[0]} matches the reference."}
-        return {"ranking": ranking}
-
-    return reply
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
-
-
-def judge_by_overlap() -> Reply:
-    """A plausible fake judge: most words shared with the truth first, then the more precise
-    (fewer words), then by id."""
-
-    def rank(answers: list[dict[str, Any]], body: Body) -> list[int]:
-        truth, _ = parse_judge_prompt(body)
-        truth_words = _words(truth)
-
-        def key(answer: dict[str, Any]) -> tuple[int, int, Any]:
-            words = _words(str(answer.get("answer", "")))
-            return -len(words & truth_words), len(words), answer.get("id")
-
-        return [a.get("id") for a in sorted(answers, key=key)]  # type: ignore[misc]
-
-    return judge_reply(rank)
-
-
-def judge_presented_order() -> Reply:
-    """A maximally position-biased fake judge: the ids in the order they were presented."""
-
-    def rank(answers: list[dict[str, Any]], body: Body) -> list[int]:
-        return [a.get("id") for a in answers]  # type: ignore[misc]
-
-    return judge_reply(rank)
 
 
 # ---------------------------------------------------------------------------------------------
 # Standalone process for the benchmark
-
-_LOREM = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor"
-_VOCABULARY = (_LOREM + " incididunt ut labore et dolore magna aliqua").split()
-
-
-def fixed_text(n_words: int) -> str:
-    """A deterministic reply of ``n_words`` words, ending with a full stop."""
-    words = [_VOCABULARY[i % len(_VOCABULARY)] for i in range(max(1, n_words))]
-    return " ".join(words) + "."
 
 
 async def _serve(server: FakeOpenAIServer) -> None:
