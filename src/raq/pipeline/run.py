@@ -33,7 +33,8 @@ from raq.endpoints.client import ChatClient, Endpoint, cache_key, endpoint_for, 
 from raq.endpoints.local import serving
 from raq.stages.answers import answer_fingerprint, answer_request, ask_candidate
 from raq.stages.controls import CONTROLS, control_texts, is_control
-from raq.stages.generate import generate_async, load_generate_config
+from raq.stages.generation.config import load_generate_config
+from raq.stages.generation.run import generate_async
 from raq.stages.judge import (
     JudgeSession,
     judgment_fingerprint,
