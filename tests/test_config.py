@@ -112,7 +112,7 @@ def test_reserved_params_are_refused(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_are_valid() -> None:
-    from raq.stages.generate import load_generate_config
+    from raq.stages.generation.config import load_generate_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
     for path in sorted(root.glob("*.yaml")):

@@ -15,15 +15,11 @@ from raq.config import DatasetConfig, EndpointConfig
 from raq.core.errors import ConfigError, DatasetError
 from raq.core.metrics import answer_tokens
 from raq.dataset import load_items
-from raq.stages.generate import (
-    Deduplicator,
-    GenerateConfig,
-    check_independence,
-    chunk_text,
-    generate_async,
-    load_generate_config,
-    parse_items,
-)
+from raq.stages.generation.config import GenerateConfig, check_independence, load_generate_config
+from raq.stages.generation.dedup import Deduplicator
+from raq.stages.generation.replies import parse_items
+from raq.stages.generation.run import generate_async
+from raq.stages.generation.sources import chunk_text
 from raq.testing import Behaviour, FakeOpenAIServer
 
 MODEL = "gen-model"

@@ -273,8 +273,8 @@ def generate(
     """Write a QA dataset with an independent LLM: from documents, topics, or seed examples."""
     from raq.config import load_config
     from raq.core.escape import one_line
-    from raq.stages.generate import generate as run_generation
-    from raq.stages.generate import load_generate_config
+    from raq.stages.generation.config import load_generate_config
+    from raq.stages.generation.run import generate as run_generation
 
     if fmt not in ("jsonl", "parquet"):
         raise RaqError("--format takes jsonl or parquet")

@@ -18,7 +18,8 @@ from raq.core.errors import ConfigError
 from raq.core.progress import Progress
 from raq.core.records import QAItem
 from raq.dataset import iter_items
-from raq.stages.generate import generate_async, load_generate_config
+from raq.stages.generation.config import load_generate_config
+from raq.stages.generation.run import generate_async
 from raq.store import RunStore
 
 if TYPE_CHECKING:
