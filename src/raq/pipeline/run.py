@@ -29,8 +29,10 @@ from raq.core.errors import ConfigError, EndpointError, StoreError
 from raq.core.progress import Progress, make_progress
 from raq.core.records import Answer, Judgment, QAItem
 from raq.dataset import iter_items
-from raq.endpoints.client import ChatClient, Endpoint, cache_key, endpoint_for, preflight
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint, cache_key, endpoint_for
 from raq.endpoints.local import serving
+from raq.endpoints.preflight import preflight
 from raq.stages.answers import answer_fingerprint, answer_request, ask_candidate
 from raq.stages.controls import CONTROLS, control_texts, is_control
 from raq.stages.generate import generate_async, load_generate_config

@@ -47,7 +47,8 @@ from raq.core.metrics import _CJK, answer_tokens, normalize_answer
 from raq.core.progress import Progress, make_progress
 from raq.core.records import QAItem
 from raq.dataset import BUILTIN_PREFIX, LOCAL_BUILDERS, load_items, load_rows, lookup_field
-from raq.endpoints.client import ChatClient, Endpoint, endpoint_for
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint, endpoint_for
 from raq.endpoints.local import serving
 from raq.endpoints.structured import StructuredAsker, first_json_object, mode_fields
 from raq.store import open_cache
