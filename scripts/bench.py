@@ -579,7 +579,8 @@ async def _run_direct(row: Row, base_url: str, server_pid: int, profile: _Profil
     timings: list[tuple[float | None, float]] = []
     errors = 0
     if row.kind == "chat":
-        from raq.endpoints.client import ChatClient, Endpoint
+        from raq.endpoints.client import ChatClient
+        from raq.endpoints.endpoint import Endpoint
 
         endpoint = Endpoint(name=CANDIDATES[0], base_url=base_url, model=CANDIDATES[0])
         client = ChatClient(concurrency=row.concurrency, timeout_s=60, max_retries=2)

@@ -9,7 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from raq.endpoints.client import ChatClient, Endpoint, RequestError
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint
+from raq.endpoints.failures import RequestError
 from raq.endpoints.pacing import Pacer, bucket_from_headers, pacer_key, parse_duration_s
 from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import RateLimit

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from raq.endpoints.client import ChatClient, Endpoint
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint
 from raq.endpoints.structured import StructuredAsker, honoured, mode_fields
 from raq.stages.judge import parse_ranking, ranking_fields
 from raq.store import ResponseCache

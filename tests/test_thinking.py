@@ -14,7 +14,9 @@ import yaml
 import raq
 from raq.core.metrics import count_words
 from raq.core.records import Completion
-from raq.endpoints.client import ChatClient, Endpoint, ThinkingUnfinished, cache_key
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint, cache_key
+from raq.endpoints.failures import ThinkingUnfinished
 from raq.endpoints.thinking import split_thinking
 from raq.store import ResponseCache
 from raq.testing import Behaviour, FakeOpenAIServer

@@ -23,7 +23,9 @@ from typing import Any
 
 from raq.core.metrics import count_words, estimate_tokens
 from raq.core.records import Completion
-from raq.endpoints.client import ChatClient, Endpoint, RequestError, ThinkingUnfinished, cache_key
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint, cache_key
+from raq.endpoints.failures import RequestError, ThinkingUnfinished
 
 MODES = ("json_schema", "guided_json", "nvext_guided_json", "json_object", "tools", "text")
 # Modes a server may ignore without a word: discovery accepts them only by their reply.

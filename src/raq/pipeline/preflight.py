@@ -8,7 +8,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from raq.core.errors import EndpointError
-from raq.endpoints.client import Endpoint, preflight
+from raq.endpoints.endpoint import Endpoint
+from raq.endpoints.preflight import preflight
 from raq.pipeline.schedule import Pipeline
 from raq.stages.judge import (
     ranking_fields,

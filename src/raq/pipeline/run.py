@@ -20,7 +20,8 @@ from raq.config import (
 )
 from raq.core.atomic import write_text_atomically
 from raq.core.progress import Progress, make_progress
-from raq.endpoints.client import ChatClient, Endpoint, endpoint_for
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint, endpoint_for
 from raq.endpoints.local import serving
 from raq.pipeline.preflight import preflight_endpoints
 from raq.pipeline.questions import stage_questions

@@ -17,7 +17,8 @@ from raq.config import (
 )
 from raq.core.progress import Progress
 from raq.core.records import Answer, Judgment, QAItem
-from raq.endpoints.client import ChatClient, Endpoint, cache_key
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint, cache_key
 from raq.stages.answers import answer_fingerprint, answer_request, ask_candidate
 from raq.stages.controls import CONTROLS, control_texts, is_control
 from raq.stages.judge import (

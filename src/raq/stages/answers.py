@@ -7,7 +7,9 @@ from typing import Any
 from raq.config import CandidateConfig, PromptsConfig
 from raq.core.metrics import count_words, estimate_tokens
 from raq.core.records import Answer, Completion, QAItem
-from raq.endpoints.client import ChatClient, Endpoint, RequestError, ThinkingUnfinished, cache_key
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint, cache_key
+from raq.endpoints.failures import RequestError, ThinkingUnfinished
 
 
 def fill(template: str, **values: str) -> str:

@@ -20,7 +20,8 @@ from typing import Any
 from raq.config import JudgeConfig, PromptsConfig
 from raq.core.metrics import average_ranks, best_f1
 from raq.core.records import Answer, Judgment, QAItem
-from raq.endpoints.client import ChatClient, Endpoint
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint
 from raq.endpoints.structured import StructuredAsker, json_objects, mode_fields
 from raq.stages.answers import fill
 from raq.stages.controls import is_control

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from raq.endpoints.client import ChatClient, Endpoint
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import Endpoint
 from raq.endpoints.structured import StructuredAsker
 from raq.stages.generation.config import GenerateConfig
 from raq.stages.generation.plan import PlanEntry

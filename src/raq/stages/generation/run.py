@@ -19,7 +19,8 @@ from raq.config import LOCAL_BASE_URL, load_env_file
 from raq.core.errors import DatasetError
 from raq.core.progress import Progress, make_progress
 from raq.dataset import load_items
-from raq.endpoints.client import ChatClient, endpoint_for
+from raq.endpoints.client import ChatClient
+from raq.endpoints.endpoint import endpoint_for
 from raq.endpoints.local import serving
 from raq.stages.generation.asking import Asker
 from raq.stages.generation.collecting import Collector
