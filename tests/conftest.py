@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,14 @@ from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import judge_by_overlap
 
 N_QUESTIONS = 24
+# Every process this test session starts inherits this mark, so a test that looks for
+# processes it left behind (an orphan llama.cpp server) sees its own, not another session's.
+SESSION_MARK = os.environ.setdefault("RAQ_TEST_SESSION", uuid.uuid4().hex)
 TEST_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "test-fake.yaml"
 
 
 def raq_cli_env() -> dict[str, str]:
     """The environment for a ``python -m raq`` subprocess: wide, plain output."""
-    import os
-
     return {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
 
 

