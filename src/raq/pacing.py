@@ -70,9 +70,12 @@ _MIN_PER_S = 1.0
 # to the client's backoff until a request is accepted again, so they fail, and the endpoint
 # is given up, in reasonable time.
 _HOPELESS_REFUSALS = 8
-# Without a refusal for this long, the pace grows by _GROWTH_PER_S.
+# Without a refusal for this long, the pace grows by _GROWTH_PER_S, as long as raq sent at
+# least _KEPT_UP of it over the last _KEPT_UP_SPAN_S.
 _QUIET_S = 2.0
 _GROWTH_PER_S = 0.05
+_KEPT_UP = 0.9
+_KEPT_UP_SPAN_S = 1.0
 # The shortest span between a refusal and a later one that bounds the rate.
 _MIN_SPAN_S = 0.5
 # Requests remembered for the bound.
@@ -80,6 +83,8 @@ _HISTORY_S = 30.0
 _HISTORY_LENGTH = 4096
 # Until an endpoint first answers, its window of requests doubles this often.
 _WINDOW_DOUBLING_S = 0.1
+# A window doubled this often (2 s without an answer, or fewer with answers) no longer binds.
+_OPEN_DOUBLINGS = 20
 # How long a rate bound read from headers is kept.
 _BOUND_MEMORY_S = 10.0
 
@@ -265,12 +270,16 @@ class Pacer:
         self._round_base = 0  # requests sent before the current round
         self._answered = asyncio.Event()  # set (and replaced) at a response, if anyone waits
         self._gate_waiters = 0
+        self._window_open = False  # the window has grown past any concurrency: no more checks
         self._first_sent_at: float | None = None
         self._phase = "unknown"  # unknown | ramp | steady
         self._since = 0.0  # refusals of requests sent before this do not change the pace
         self._ramp_guard_s = 0.0
         self._last_refusal = float("-inf")
         self._grown_at = 0.0
+        self._kept_up = False  # whether raq sent at the pace over the last span
+        self._kept_up_at = 0.0
+        self._kept_up_sent = 0
         self._tokens_sent = 0
         self._paced_since = 0.0
         self._refused_while_paced = 0
@@ -282,7 +291,11 @@ class Pacer:
 
     async def before_request(self, tokens: int = 0) -> Ticket:
         """Wait until the pace allows one more request of about ``tokens`` tokens; take it."""
-        while not self.paced and self.sent >= self._round_base + self._window():
+        while (
+            not self._window_open
+            and not self.paced
+            and self.sent >= self._round_base + self._window()
+        ):
             # The window also grows with no answer at all: a request that fails without a
             # response (a refused connection) never answers.
             assert self._first_sent_at is not None
@@ -355,7 +368,9 @@ class Pacer:
         doublings = self._rounds
         if self._first_sent_at is not None:
             doublings += (self._clock() - self._first_sent_at) // _WINDOW_DOUBLING_S
-        return self._initial_window * 2 ** min(doublings, 30)
+        if doublings >= _OPEN_DOUBLINGS:
+            self._window_open = True
+        return self._initial_window * 2 ** min(doublings, _OPEN_DOUBLINGS)
 
     def _record(self, tokens: int) -> Ticket:
         now = self._clock()
@@ -402,8 +417,18 @@ class Pacer:
             return
         if self._phase == "ramp":
             spacing.per_s *= 2 ** (elapsed / _RAMP_DOUBLING_S)
-        elif now - self._last_refusal > _QUIET_S:
+        elif now - self._last_refusal > _QUIET_S and self._pace_kept_up(now, spacing.per_s):
             spacing.per_s *= 1 + _GROWTH_PER_S * elapsed
+
+    def _pace_kept_up(self, now: float, per_s: float) -> bool:
+        """Whether raq sent at about the pace over the last span. A pace raq does not reach
+        (its process is busy, or the answers come too slowly) tells nothing about the limit;
+        raised untested, it would let raq burst above the limit once it can keep up."""
+        span = now - self._kept_up_at
+        if span >= _KEPT_UP_SPAN_S:
+            self._kept_up = self.sent - self._kept_up_sent >= _KEPT_UP * per_s * span
+            self._kept_up_at, self._kept_up_sent = now, self.sent
+        return self._kept_up
 
     def _learn_from_refusal(self, ticket: Ticket, now: float) -> None:
         spacing = self._spacing
