@@ -193,6 +193,16 @@ def scenarios(quick: bool, custom: argparse.Namespace | None = None) -> dict[str
                 rate_headers=True,
                 **limited,
             ),
+            # A hosted endpoint answering at once (429s are instant anyway): no answer latency
+            # to slow the pacer's ramp down.
+            Row(
+                "rate-limit",
+                "pipeline, 429 + Retry-After, instant answers",
+                "pipeline",
+                120,
+                32,
+                **{**limited, "latency_s": 0.0},
+            ),
         ],
         "schedule": [
             Row("schedule", "interleaved", "pipeline", n(500), 32, "llm", 0.1),

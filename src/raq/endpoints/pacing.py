@@ -23,18 +23,27 @@ What it learns from:
   arrived. Between two such moments the server accepted what it refilled, so the requests it
   accepted after a refused one, over the time since, give a lower bound on its rate
   (``(accepted - 1) / seconds``), exact while raq sends faster than the limit. After the first
-  429 the pace starts at what was accepted in the last second and doubles every
-  ``_RAMP_DOUBLING_S`` until the next refusal, then steps back; afterwards each refusal cuts the
-  pace by 10 % (never below the lower bound) and a quiet spell lets it grow 5 % a second, so
-  it settles just under the limit and follows it if the limit changes.
-- Until the first response, at most ``initial_window`` requests go out, a window that doubles
-  every ``_WINDOW_DOUBLING_S``: an endpoint whose limit is unknown is not met with a burst of
-  ``concurrency`` requests (against a gateway that refuses within milliseconds, 8 instead of
-  32 in the benchmark), while one without a limit but slow to answer loses little.
+  429 the pace starts at what was accepted in the last second, its first request one
+  interval later (the bucket is empty), and doubles every ``_RAMP_DOUBLING_S`` until the next
+  refusal, then steps back; afterwards each refusal cuts the pace by 10 % (never below the
+  lower bound) and a quiet spell lets it grow 5 % a second, so it settles just under the
+  limit and follows it if the limit changes. Refusals of requests sent before pacing began
+  (the first window meeting the empty bucket) change nothing, and never count as an
+  endpoint that refuses everything.
+- Until the first refusal, requests go out in windows, as TCP's slow start sends them: first
+  ``initial_window``, and the next window, twice as large, only once every request sent so
+  far was accepted; the window also doubles every ``_WINDOW_DOUBLING_S``, for a server slow
+  to answer or one that never does. An endpoint whose limit is unknown is not met with a burst
+  of ``concurrency`` requests (against a gateway that refuses within milliseconds, 8 instead
+  of 32 in the benchmark), while one without a limit loses little. A window opens on the
+  whole previous one, not on each answer: a server that answers at once returns the 200s of
+  a window before the 429s of the requests behind them, and requests released by those 200s
+  would all meet the empty bucket.
 
 ``Retry-After`` is honoured for the refused request itself by the client's retry; the pacer
 does not stop every request for it, because servers round it up to whole seconds (a token
-bucket's 50 ms wait becomes ``Retry-After: 1``).
+bucket's 50 ms wait becomes ``Retry-After: 1``): holding every sender for it at each refusal
+would cost a second each time, more than the pace loses to the refusal.
 """
 
 from __future__ import annotations
@@ -61,9 +70,12 @@ _MIN_PER_S = 1.0
 # to the client's backoff until a request is accepted again, so they fail, and the endpoint
 # is given up, in reasonable time.
 _HOPELESS_REFUSALS = 8
-# Without a refusal for this long, the pace grows by _GROWTH_PER_S.
+# Without a refusal for this long, the pace grows by _GROWTH_PER_S, as long as raq sent at
+# least _KEPT_UP of it over the last _KEPT_UP_SPAN_S.
 _QUIET_S = 2.0
 _GROWTH_PER_S = 0.05
+_KEPT_UP = 0.9
+_KEPT_UP_SPAN_S = 1.0
 # The shortest span between a refusal and a later one that bounds the rate.
 _MIN_SPAN_S = 0.5
 # Requests remembered for the bound.
@@ -71,6 +83,8 @@ _HISTORY_S = 30.0
 _HISTORY_LENGTH = 4096
 # Until an endpoint first answers, its window of requests doubles this often.
 _WINDOW_DOUBLING_S = 0.1
+# A window doubled this often (2 s without an answer, or fewer with answers) no longer binds.
+_OPEN_DOUBLINGS = 20
 # How long a rate bound read from headers is kept.
 _BOUND_MEMORY_S = 10.0
 
@@ -251,14 +265,21 @@ class Pacer:
         self._token_mirror = _Mirror()
         self._sends: deque[Ticket] = deque(maxlen=_HISTORY_LENGTH)
         self._lock = asyncio.Lock()
-        self._answered = False
-        self._opened = asyncio.Event()
+        self._accepted = 0  # responses that were not refused
+        self._rounds = 0  # rounds of the window answered without a refusal
+        self._round_base = 0  # requests sent before the current round
+        self._answered = asyncio.Event()  # set (and replaced) at a response, if anyone waits
+        self._gate_waiters = 0
+        self._window_open = False  # the window has grown past any concurrency: no more checks
         self._first_sent_at: float | None = None
         self._phase = "unknown"  # unknown | ramp | steady
         self._since = 0.0  # refusals of requests sent before this do not change the pace
         self._ramp_guard_s = 0.0
         self._last_refusal = float("-inf")
         self._grown_at = 0.0
+        self._kept_up = False  # whether raq sent at the pace over the last span
+        self._kept_up_at = 0.0
+        self._kept_up_sent = 0
         self._tokens_sent = 0
         self._paced_since = 0.0
         self._refused_while_paced = 0
@@ -270,14 +291,23 @@ class Pacer:
 
     async def before_request(self, tokens: int = 0) -> Ticket:
         """Wait until the pace allows one more request of about ``tokens`` tokens; take it."""
-        while not self._answered and self.sent >= self._window():
+        while (
+            not self._window_open
+            and not self.paced
+            and self.sent >= self._round_base + self._window()
+        ):
             # The window also grows with no answer at all: a request that fails without a
             # response (a refused connection) never answers.
             assert self._first_sent_at is not None
             doublings = (self._clock() - self._first_sent_at) // _WINDOW_DOUBLING_S
             next_at = self._first_sent_at + (doublings + 1) * _WINDOW_DOUBLING_S
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._opened.wait(), max(0.001, next_at - self._clock()))
+            self._gate_waiters += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    timeout = max(0.001, next_at - self._clock())
+                    await asyncio.wait_for(self._answered.wait(), timeout)
+            finally:
+                self._gate_waiters -= 1
         if not self.paced:
             return self._record(tokens)
         async with self._lock:  # first come, first served
@@ -288,10 +318,14 @@ class Pacer:
     def on_response(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
         """Learn from a response's status and headers (called when the headers arrive)."""
         now = self._clock()
-        if not self._answered:
-            self._answered = True
-            self._opened.set()
         ticket.refused = status == 429
+        self._accepted += not ticket.refused
+        if self._accepted == self.sent:  # every request so far accepted: a round complete
+            self._rounds += 1
+            self._round_base = self.sent
+        if self._gate_waiters:
+            self._answered.set()
+            self._answered = asyncio.Event()
         told = False
         for mirror, unit, through in (
             (self._request_mirror, "requests", ticket.requests_through),
@@ -329,11 +363,14 @@ class Pacer:
     # -- internals ------------------------------------------------------------------------------
 
     def _window(self) -> float:
-        """Requests allowed before the first answer: doubling every _WINDOW_DOUBLING_S."""
-        if self._first_sent_at is None:
-            return self._initial_window
-        doublings = (self._clock() - self._first_sent_at) // _WINDOW_DOUBLING_S
-        return self._initial_window * 2 ** min(doublings, 30)
+        """Requests allowed in the current round before pacing: the initial window, doubled
+        for each round all accepted and every _WINDOW_DOUBLING_S."""
+        doublings = self._rounds
+        if self._first_sent_at is not None:
+            doublings += (self._clock() - self._first_sent_at) // _WINDOW_DOUBLING_S
+        if doublings >= _OPEN_DOUBLINGS:
+            self._window_open = True
+        return self._initial_window * 2 ** min(doublings, _OPEN_DOUBLINGS)
 
     def _record(self, tokens: int) -> Ticket:
         now = self._clock()
@@ -380,8 +417,18 @@ class Pacer:
             return
         if self._phase == "ramp":
             spacing.per_s *= 2 ** (elapsed / _RAMP_DOUBLING_S)
-        elif now - self._last_refusal > _QUIET_S:
+        elif now - self._last_refusal > _QUIET_S and self._pace_kept_up(now, spacing.per_s):
             spacing.per_s *= 1 + _GROWTH_PER_S * elapsed
+
+    def _pace_kept_up(self, now: float, per_s: float) -> bool:
+        """Whether raq sent at about the pace over the last span. A pace raq does not reach
+        (its process is busy, or the answers come too slowly) tells nothing about the limit;
+        raised untested, it would let raq burst above the limit once it can keep up."""
+        span = now - self._kept_up_at
+        if span >= _KEPT_UP_SPAN_S:
+            self._kept_up = self.sent - self._kept_up_sent >= _KEPT_UP * per_s * span
+            self._kept_up_at, self._kept_up_sent = now, self.sent
+        return self._kept_up
 
     def _learn_from_refusal(self, ticket: Ticket, now: float) -> None:
         spacing = self._spacing
@@ -393,14 +440,16 @@ class Pacer:
                 1 for t in self._sends if not t.refused and t.sent_at > ticket.sent_at - 1.0
             )
             spacing.per_s = max(_MIN_PER_S, float(accepted))
-            spacing.next_at = now
-            self._paced_since, self._refused_while_paced = ticket.sent_at, 0
+            # The bucket is empty: a request sent at once would meet it empty too.
+            spacing.next_at = now + 1.0 / spacing.per_s
+            self._paced_since, self._refused_while_paced = now, 0
             self._phase, self._since, self._grown_at = "ramp", now, now
             # Requests sent just after the burst meet an empty bucket too; only a refusal
             # of one sent a while into the ramp says the ramp crossed the limit.
             self._ramp_guard_s = min(0.25, 2.0 / spacing.per_s)
             return
-        self._refused_while_paced += 1
+        if ticket.sent_at >= self._paced_since:
+            self._refused_while_paced += 1
         if self._refused_while_paced >= _HOPELESS_REFUSALS and self._all_refused_since_paced():
             spacing.per_s, self._phase, self._hopeless = None, "unknown", True
             self._refused_while_paced = 0
