@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from raq.config import repeats_for
+from raq.report.cells import control_cells
 from raq.report.html.blocks import table
 
 if TYPE_CHECKING:
@@ -112,18 +113,10 @@ def verdict_section(result: RunResult) -> str:
         if c is None:
             rows.append([escape(str(name)), "–", "–", "–", "–", "–", "not checked (no controls)"])
             continue
-        first, last = c["reference_first_ci95"], c["wrong_last_ci95"]
-        above = c["reference_above_wrong_ci95"]
         status = "qualified" if c["qualified"] else "<strong>unqualified</strong>"
         if not judge.get("in_verdict", True):
             status += ", left out of the verdict"
-        rows.append([
-            escape(str(name)), str(c["n"]),
-            f"{c['reference_first_rate']:.0%} ({first[0]:.0%}–{first[1]:.0%})",
-            f"{c['reference_above_wrong_rate']:.0%} ({above[0]:.0%}–{above[1]:.0%})",
-            f"{c['wrong_last_rate']:.0%} ({last[0]:.0%}–{last[1]:.0%})",
-            f"{c['chance']:.0%}", status,
-        ])  # fmt: skip
+        rows.append([escape(str(name)), *control_cells(c), status])
     out.append(
         '<h3>The judges on planted controls</h3><p class="desc">Among the anonymised answers '
         "each LLM judge ranks sit the question's reference answer and a plainly wrong one "
