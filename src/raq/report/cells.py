@@ -104,3 +104,21 @@ def judge_thinking_lines(summary: dict[str, Any]) -> list[str]:
             line += f"; cost USD {cost['total']:.4f}, thinking included"
         lines.append(line + ".")
     return lines
+
+
+def control_cells(controls: dict[str, Any]) -> list[str]:
+    """A judge's scores on planted controls (its summary.json ``controls``) as the cells between
+    its name and its status: judgments, then reference first, reference above wrong and wrong
+    last, each with its 95% CI, then chance."""
+
+    def rate(key: str) -> str:
+        ci = controls[f"{key}_ci95"]
+        return f"{controls[f'{key}_rate']:.0%} ({ci[0]:.0%}–{ci[1]:.0%})"
+
+    return [
+        str(controls["n"]),
+        rate("reference_first"),
+        rate("reference_above_wrong"),
+        rate("wrong_last"),
+        f"{controls['chance']:.0%}",
+    ]

@@ -13,6 +13,7 @@ from raq.report.cells import (
     THINKING_COLUMNS,
     THINKING_DESCRIPTION,
     candidate_cells,
+    control_cells,
     fmt_percentiles,
     judge_thinking_lines,
     thinking_rows,
@@ -256,14 +257,7 @@ def _controls_section(summary: dict[str, Any]) -> list[str]:
             rows.append([name, "–", "–", "–", "–", "–", "not checked (no planted controls)"])
             continue
         rows.append([
-            name, str(c["n"]),
-            f"{c['reference_first_rate']:.0%} ({c['reference_first_ci95'][0]:.0%}–"
-            f"{c['reference_first_ci95'][1]:.0%})",
-            f"{c['reference_above_wrong_rate']:.0%} ({c['reference_above_wrong_ci95'][0]:.0%}–"
-            f"{c['reference_above_wrong_ci95'][1]:.0%})",
-            f"{c['wrong_last_rate']:.0%} ({c['wrong_last_ci95'][0]:.0%}–"
-            f"{c['wrong_last_ci95'][1]:.0%})",
-            f"{c['chance']:.0%}",
+            name, *control_cells(c),
             ("qualified" if c["qualified"] else "**unqualified**")
             + ("" if judge.get("in_verdict", True) else ", left out of the verdict"),
         ])  # fmt: skip
