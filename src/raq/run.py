@@ -206,6 +206,7 @@ async def _evaluate_in(
         client.on_event = lambda kind, message: reporter.note(message)
         async with client:
             pipeline.client = client
+            outputs_ready = _prepare_outputs()
             try:
                 await pipeline.run()
             finally:
@@ -223,12 +224,35 @@ async def _evaluate_in(
         await local.aclose()
         if cache is not None:
             cache.close()
+    outputs_ready.join()
     from raq.result import finalize
 
     try:
         return finalize(run_dir, store)
     finally:
         store.close()
+
+
+def _prepare_outputs() -> threading.Thread:
+    """Import what the outputs need (pandas, scipy, statsmodels, matplotlib, the report modules,
+    the fonts' glyph tables) in a background thread while the requests are in flight: about a
+    second of work that would otherwise follow the last answer. A failure is left for the
+    outputs themselves to meet and report."""
+
+    def prepare() -> None:
+        with contextlib.suppress(Exception):
+            import statsmodels.stats.multitest  # noqa: F401
+
+            import raq.report.html
+            import raq.report.markdown
+            import raq.result  # noqa: F401
+            from raq.report.plots import prepare
+
+            prepare()
+
+    thread = threading.Thread(target=prepare, name="raq-prepare-outputs", daemon=True)
+    thread.start()
+    return thread
 
 
 def _load(

@@ -82,6 +82,16 @@ def write_plots(
         font_log.setLevel(font_level)
 
 
+def prepare() -> None:
+    """Import what drawing needs and read the fonts' glyph tables now (about half a second),
+    so a run can do it in the background while its requests are in flight."""
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure  # noqa: F401
+    import scikit_posthocs  # noqa: F401
+
+    plot_labels([])  # fills the font caches (_font_families, _drawable_codepoints)
+
+
 def _draw_all(result: RunResult, out_dir: Path, reasons: dict[str, str]) -> dict[str, Path]:
 
     labels = plot_labels(list(result.summary_json["candidates"]))
