@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import raq
-from raq.result import _json_safe, _JsonlWriter, load_result
+from raq.report.plot_helper import PlotHelper
+from raq.result import _json_safe, _JsonlWriter, finalize, load_result
+from raq.store import RunStore
 from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import judge_presented_order
 
@@ -102,3 +106,58 @@ def test_a_jsonl_row_is_written_as_its_json_safe_form(row: dict, tmp_path: Path)
         out.write(row)
     expected = json.dumps(_json_safe(row), ensure_ascii=False) + "\n"
     assert path.read_text(encoding="utf-8") == expected
+
+
+def _ready_helper() -> PlotHelper:
+    helper = PlotHelper.start()
+    assert helper is not None, "this test needs two cores"
+    deadline = time.monotonic() + 120
+    while not helper.ready():
+        assert time.monotonic() < deadline and helper.process.poll() is None
+        time.sleep(0.05)
+    return helper
+
+
+def _finalize_again(run_dir: Path, helper: PlotHelper | None) -> dict[str, bytes]:
+    store = RunStore.open_existing(run_dir)
+    try:
+        result = finalize(run_dir, store, helper)
+    finally:
+        store.close()
+        if helper is not None:
+            helper.close()
+    assert list(result.plots) == list(PLOTS)
+    return _files(run_dir)
+
+
+def test_plots_drawn_half_in_a_helper_process_are_the_same_files(
+    make_config: ConfigWriter, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    raq.evaluate(make_config(repeats=2), output=run_dir, progress=False)
+    alone = _finalize_again(run_dir, None)
+    helper = _ready_helper()
+    shared = _finalize_again(run_dir, helper)
+    assert helper.process.returncode == 0  # it drew its share and exited
+    assert [name for name in alone if alone[name] != shared[name]] == []
+
+
+def test_a_helper_that_died_leaves_its_plots_to_the_run(
+    make_config: ConfigWriter, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    raq.evaluate(make_config(repeats=1), output=run_dir, progress=False)
+    alone = _finalize_again(run_dir, None)
+    for path in (run_dir / "plots").iterdir():
+        path.unlink()
+    helper = _ready_helper()
+    send = helper.send
+
+    def send_then_die(*args: Any) -> bool:
+        sent = send(*args)
+        helper.process.kill()
+        helper.process.wait()
+        return sent
+
+    helper.send = send_then_die  # type: ignore[method-assign]
+    assert _finalize_again(run_dir, helper) == alone

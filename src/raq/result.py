@@ -31,6 +31,7 @@ from raq.verdict import tradeoff_lines, verdict_lines
 if TYPE_CHECKING:
     import pandas as pd
 
+    from raq.report.plot_helper import PlotHelper
     from raq.stats import StatsResult
 
 RANK_KINDS: dict[str, Kind] = {
@@ -325,8 +326,9 @@ def answer_metrics_frame(rows: Iterable[tuple]) -> pd.DataFrame:
     return table.frame()
 
 
-def finalize(run_dir: Path, store: RunStore) -> RunResult:
-    """Render every output file of the run directory from the store and build the result."""
+def finalize(run_dir: Path, store: RunStore, plot_helper: PlotHelper | None = None) -> RunResult:
+    """Render every output file of the run directory from the store and build the result
+    (with ``plot_helper``, a second process draws some of the plots)."""
     records = read_records(
         store,
         judgments_jsonl=run_dir / "judgments.jsonl",
@@ -353,11 +355,11 @@ def finalize(run_dir: Path, store: RunStore) -> RunResult:
     )  # fmt: skip
     with store.snapshot():
         result.evidence = pair_evidence(store, summary_json)
-    write_reports(result)
+    write_reports(result, plot_helper)
     return result
 
 
-def write_reports(result: RunResult) -> None:
+def write_reports(result: RunResult, plot_helper: PlotHelper | None = None) -> None:
     """report.md, the PNG plots beside it, and report.html with the plots embedded."""
     from raq.report.html import render_html
     from raq.report.markdown import render_markdown
@@ -365,7 +367,7 @@ def write_reports(result: RunResult) -> None:
 
     run_dir = result.run_dir
     skipped: dict[str, str] = {}
-    plots = write_plots(result, run_dir / "plots", skipped=skipped)
+    plots = write_plots(result, run_dir / "plots", skipped=skipped, helper=plot_helper)
     result.plots = plots
     write_text_atomically(run_dir / "report.md", render_markdown(result))
     write_text_atomically(run_dir / "report.html", render_html(result, plots, skipped=skipped))

@@ -40,6 +40,7 @@ from raq.judge import (
 )
 from raq.progress import Progress, make_progress
 from raq.records import Answer, Judgment, QAItem
+from raq.report.plot_helper import PlotHelper
 from raq.run_lock import LOCK_NAME, RunLock
 from raq.store import STORE_NAME, ResponseCache, RunStore, open_cache
 
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from raq.result import RunResult
 
 T = TypeVar("T")
+# Seconds into the requests when the plot helper process starts: a shorter run ends before the
+# helper could be ready, and would only pay for starting it.
+PLOT_HELPER_AFTER_S = 2.0
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -186,6 +190,8 @@ async def _evaluate_in(
     cache = open_cache(run_config.cache, use_cache, cache_path)
     reporter = make_progress(progress)
     local = contextlib.AsyncExitStack()
+    helpers: list[PlotHelper] = []  # a process that draws half the plots, once started
+    complete = False
     try:
         await _questions(run_config, store, shard, reporter)
         _record_start(store, run_config, run_dir)
@@ -207,19 +213,28 @@ async def _evaluate_in(
         async with client:
             pipeline.client = client
             outputs_ready = _prepare_outputs()
+            # Not for a run shorter than the helper's own start (about 2 s of imports).
+            helper_due = asyncio.get_running_loop().call_later(
+                PLOT_HELPER_AFTER_S, lambda: helpers.extend(filter(None, [PlotHelper.start()]))
+            )
             try:
                 await pipeline.run()
             finally:
+                helper_due.cancel()
                 store.set_meta(
                     "judge_modes", {n: s.asker.mode for n, s in judges.items() if s.asker.mode}
                 )
                 store.set_meta("requests", _counters(client))
                 store.set_meta("disabled_endpoints", client.disabled())
         store.set_meta("status", "complete")
+        complete = True
     except (asyncio.CancelledError, KeyboardInterrupt):
         store.set_meta("status", "interrupted")
         raise
     finally:
+        if not complete:
+            for helper in helpers:
+                helper.close()
         reporter.stop()
         await local.aclose()
         if cache is not None:
@@ -228,9 +243,11 @@ async def _evaluate_in(
     from raq.result import finalize
 
     try:
-        return finalize(run_dir, store)
+        return finalize(run_dir, store, helpers[0] if helpers else None)
     finally:
         store.close()
+        for helper in helpers:
+            helper.close()
 
 
 def _prepare_outputs() -> threading.Thread:

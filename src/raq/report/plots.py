@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from raq.report.plot_helper import PlotHelper
     from raq.result import RunResult
 
 log = logging.getLogger(__name__)
@@ -62,22 +63,53 @@ Drawer = Callable[["RunResult", dict[str, str]], "Figure | str"]
 
 
 def write_plots(
-    result: RunResult, out_dir: Path, *, skipped: dict[str, str] | None = None
+    result: RunResult,
+    out_dir: Path,
+    *,
+    skipped: dict[str, str] | None = None,
+    helper: PlotHelper | None = None,
 ) -> dict[str, Path]:
     """Write every plot the run supports as ``out_dir/<key>.png``; return {key: path}.
 
     Plots that cannot be drawn are left out; pass ``skipped`` to learn why (key → reason).
+    A ready ``helper`` process draws its share meanwhile; the files are the same without it.
     """
-    import matplotlib
+    from raq.report.plot_helper import HELPER_KEYS
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    reasons = skipped if skipped is not None else {}
+    theirs: list[str] = []
+    if helper is not None and helper.ready() and helper.send(result, out_dir, list(HELPER_KEYS)):
+        theirs = list(HELPER_KEYS)
+    reasons: dict[str, str] = {}
+    written = draw_some(result, out_dir, [k for k in PLOT_KEYS if k not in theirs], reasons)
+    if theirs:
+        assert helper is not None
+        answer = helper.receive()
+        if answer is None:  # the helper died: its plots are drawn here
+            written |= draw_some(result, out_dir, theirs, reasons)
+        else:
+            written |= answer[0]
+            reasons |= answer[1]
+            for key, reason in answer[1].items():
+                if reason.startswith("drawing failed"):
+                    log.warning("plot %s skipped: %s", key, reason)
+    if skipped is not None:
+        skipped.update((key, reasons[key]) for key in PLOT_KEYS if key in reasons)
+    return {key: written[key] for key in PLOT_KEYS if key in written}
+
+
+def draw_some(
+    result: RunResult, out_dir: Path, keys: list[str], reasons: dict[str, str]
+) -> dict[str, Path]:
+    """Draw these plots (in PLOT_KEYS order) in raq's style; why any was not, into ``reasons``."""
+    import matplotlib
+
     font_log = logging.getLogger("matplotlib.font_manager")
     font_level = font_log.level
     font_log.setLevel(logging.ERROR)  # CJK fallback fonts often lack a 'normal' weight: noise
     try:
         with matplotlib.rc_context(_style()):
-            return _draw_all(result, out_dir, reasons)
+            return _draw_all(result, out_dir, reasons, keys)
     finally:
         font_log.setLevel(font_level)
 
@@ -92,7 +124,9 @@ def prepare() -> None:
     plot_labels([])  # fills the font caches (_font_families, _drawable_codepoints)
 
 
-def _draw_all(result: RunResult, out_dir: Path, reasons: dict[str, str]) -> dict[str, Path]:
+def _draw_all(
+    result: RunResult, out_dir: Path, reasons: dict[str, str], keys: list[str]
+) -> dict[str, Path]:
 
     labels = plot_labels(list(result.summary_json["candidates"]))
     drawers: dict[str, Drawer] = {
@@ -105,6 +139,8 @@ def _draw_all(result: RunResult, out_dir: Path, reasons: dict[str, str]) -> dict
     }
     written: dict[str, Path] = {}
     for key, draw in drawers.items():
+        if key not in keys:
+            continue
         try:
             drawn = draw(result, labels)
         except Exception as exc:  # one bad plot must not cost the run its report

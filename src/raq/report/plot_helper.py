@@ -1,0 +1,146 @@
+"""A second Python process that draws half of a run's plots while this one draws the others.
+
+matplotlib's drawing holds the GIL, so a thread would not help; a process does, on a machine
+with a second core. It is started when the run's requests start, so its imports and fonts are
+ready when the last answer lands, and it is only an accelerator: a helper that is not ready,
+fails or dies leaves its plots to this process, and the files are the same either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import select
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raq.result import RunResult
+
+log = logging.getLogger(__name__)
+
+# The helper's share, about half of the drawing time (bars.png alone is a third of it).
+HELPER_KEYS = ("bars", "latency")
+ANSWER_WITHIN_S = 120.0  # two plots take well under a second; past this the helper is stuck
+_SERVE = "from raq.report.plot_helper import serve; serve()"
+
+
+class PlotHelper:
+    """The helper process: ``start`` it early, hand it a result with ``draw``, ``close`` it."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self._ready = False
+        self._sent = False
+
+    @classmethod
+    def start(cls) -> PlotHelper | None:
+        """A helper preparing itself, or None on a machine with one core (or no way to start
+        Python again: a frozen or embedded interpreter)."""
+        if _cores() < 2 or not sys.executable:
+            return None
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _SERVE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )
+        except OSError:
+            return None
+        return cls(process)
+
+    def ready(self) -> bool:
+        """Whether the helper has its imports and fonts (never waits for it)."""
+        if not self._ready and self.process.poll() is None:
+            stdout = self.process.stdout
+            assert stdout is not None
+            if select.select([stdout], [], [], 0)[0]:
+                self._ready = stdout.readline() == _ready_line()
+        return self._ready and self.process.poll() is None
+
+    def send(self, result: RunResult, out_dir: Path, keys: list[str]) -> bool:
+        """Ask the helper to draw ``keys``; False when it cannot take them."""
+        job = {
+            "result": SimpleNamespace(
+                summary_json=result.summary_json,
+                stats=result.stats,
+                pvalues=result.pvalues,
+                speed_boxes=result.speed_boxes,
+            ),
+            "out_dir": str(out_dir),
+            "keys": keys,
+        }
+        try:
+            stdin = self.process.stdin
+            assert stdin is not None
+            self._sent = True
+            pickle.dump(job, stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            stdin.flush()
+        except (OSError, ValueError, pickle.PicklingError):
+            return False
+        return True
+
+    def receive(self) -> tuple[dict[str, Path], dict[str, str]] | None:
+        """The helper's plots and reasons, or None when it died (or hung) before answering."""
+        try:
+            stdout = self.process.stdout
+            assert stdout is not None
+            if not select.select([stdout], [], [], ANSWER_WITHIN_S)[0]:
+                return None
+            written, reasons = pickle.load(stdout)
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+            return None
+        return {key: Path(path) for key, path in written.items()}, reasons
+
+    def close(self) -> None:
+        """Stop the helper: at once when it has no plots to draw (it may still be importing),
+        else once it has finished them."""
+        with contextlib.suppress(OSError, ValueError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5 if self._sent else 0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def serve() -> None:
+    """The helper's side: prepare, say so, draw one job, answer, exit."""
+    from raq.report.plots import draw_some, prepare
+
+    logging.disable(logging.CRITICAL)  # the run logs the plots that failed, from the reasons
+    prepare()
+    sys.stdout.buffer.write(_ready_line())
+    sys.stdout.buffer.flush()
+    try:
+        job: dict[str, Any] = pickle.load(sys.stdin.buffer)
+    except EOFError:  # the run ended without plots (interrupted, or drew them itself)
+        return
+    reasons: dict[str, str] = {}
+    written = draw_some(job["result"], Path(job["out_dir"]), job["keys"], reasons)
+    pickle.dump(({k: str(p) for k, p in written.items()}, reasons), sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
+def _ready_line() -> bytes:
+    """What the helper says when prepared: which raq it imported (the run's own, or none)."""
+    import raq
+
+    return f"ready {raq.__file__}\n".encode()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
