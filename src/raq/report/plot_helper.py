@@ -68,11 +68,9 @@ class PlotHelper:
     def send(self, result: RunResult, out_dir: Path, keys: list[str]) -> bool:
         """Ask the helper to draw ``keys``; False when it cannot take them."""
         job = {
+            # What HELPER_KEYS' plots read: plain data, so the helper needs no pandas or scipy.
             "result": SimpleNamespace(
-                summary_json=result.summary_json,
-                stats=result.stats,
-                pvalues=result.pvalues,
-                speed_boxes=result.speed_boxes,
+                summary_json=result.summary_json, speed_boxes=result.speed_boxes
             ),
             "out_dir": str(out_dir),
             "keys": keys,
@@ -116,10 +114,10 @@ class PlotHelper:
 
 def serve() -> None:
     """The helper's side: prepare, say so, draw one job, answer, exit."""
-    from raq.report.plots import draw_some, prepare
+    from raq.report.plots import draw_some, prepare_drawing
 
     logging.disable(logging.CRITICAL)  # the run logs the plots that failed, from the reasons
-    prepare()
+    prepare_drawing()
     sys.stdout.buffer.write(_ready_line())
     sys.stdout.buffer.flush()
     try:

@@ -115,11 +115,17 @@ def draw_some(
 
 
 def prepare() -> None:
-    """Import what drawing needs and read the fonts' glyph tables now (about half a second),
-    so a run can do it in the background while its requests are in flight."""
+    """Import what every plot needs and read the fonts' glyph tables now (about half a
+    second), so a run can do it in the background while its requests are in flight."""
+    import scikit_posthocs  # noqa: F401
+
+    prepare_drawing()
+
+
+def prepare_drawing() -> None:
+    """``prepare`` without the statistics' plots (scikit-posthocs, and pandas with it)."""
     import matplotlib.backends.backend_agg
     import matplotlib.figure  # noqa: F401
-    import scikit_posthocs  # noqa: F401
 
     plot_labels([])  # fills the font caches (_font_families, _drawable_codepoints)
 
