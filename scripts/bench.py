@@ -9,10 +9,10 @@
 
 Every row runs in two fresh processes: the fake server (raq.testing.fake_server's
 FakeOpenAIServer, with configurable latency, TTFT and token rate, and a judge model that
-answers {"ranking": [...]}) and the client (a real ``raq.run.evaluate_async`` with the
+answers {"ranking": [...]}) and the client (a real ``raq.pipeline.run.evaluate_async`` with the
 response cache off, or a bare request loop for the reference rows). Separate processes keep
 the server's CPU out of the client's CPU measurement and make peak RSS a per-row number.
-Pipeline rows time ``_Pipeline.run`` — the stage that sends the requests — and report the
+Pipeline rows time ``Pipeline.run`` — the stage that sends the requests — and report the
 run's fixed set-up/finalize time separately ("run total").
 
 Columns: requests sent (client counters), concurrency, wall time, ideal wall time
@@ -447,7 +447,8 @@ async def _run_pipeline(
 
     import raq.result
     import raq.stats  # noqa: F401
-    from raq import run as run_mod
+    from raq.pipeline import run as run_mod
+    from raq.pipeline import schedule
     from raq.report import markdown  # noqa: F401
 
     dataset = workdir / f"questions-{row.count}.jsonl"
@@ -499,9 +500,9 @@ async def _run_pipeline(
         _reset_peak_rss()
         marks_text["profile"] = profile.stop()
 
-    # Time the stage that sends the requests (raq.run._Pipeline.run); should it be renamed,
-    # fall back to timing the whole evaluation and say so.
-    pipeline_cls = getattr(run_mod, "_Pipeline", None)
+    # Time the stage that sends the requests (raq.pipeline.schedule.Pipeline.run); should it be
+    # renamed, fall back to timing the whole evaluation and say so.
+    pipeline_cls = getattr(schedule, "Pipeline", None)
     original = getattr(pipeline_cls, "run", None)
     if original is not None:
 
@@ -565,7 +566,9 @@ async def _run_pipeline(
         ttft_p90_err_ms=_median_err_ms(list(ok["ttft_s"]), ttft_in, 0.9),
         latency_p90_err_ms=_median_err_ms(list(ok["latency_s"]), latency_in, 0.9),
         profile=marks_text.get("profile", ""),
-        note="" if original is not None else "raq.run._Pipeline.run not found: timed whole run",
+        note=""
+        if original is not None
+        else "raq.pipeline.schedule.Pipeline.run not found: timed whole run",
     )
     out.extra["judge_requests"] = judge_requests
     return out
@@ -576,7 +579,7 @@ async def _run_direct(row: Row, base_url: str, server_pid: int, profile: _Profil
     timings: list[tuple[float | None, float]] = []
     errors = 0
     if row.kind == "chat":
-        from raq.client import ChatClient, Endpoint
+        from raq.endpoints.client import ChatClient, Endpoint
 
         endpoint = Endpoint(name=CANDIDATES[0], base_url=base_url, model=CANDIDATES[0])
         client = ChatClient(concurrency=row.concurrency, timeout_s=60, max_retries=2)

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from raq.config import RunConfig
-from raq.records import Answer, Judgment, QAItem
+from raq.core.records import Answer, Judgment, QAItem
 from raq.store import RunStore
 
 CANDIDATES = ("alpha", "bravo", "charlie")

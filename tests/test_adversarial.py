@@ -669,7 +669,7 @@ def test_a_name_that_leads_out_of_runs_wrote_nothing_outside(
 
 def test_the_lock_of_a_dead_holder_is_taken_over(tmp_path: Path) -> None:
     """A raq.lock left by a process that died is no lock: the OS dropped it with the process."""
-    from raq.run_lock import RunLock
+    from raq.store.lock import RunLock
 
     (tmp_path / "raq.lock").write_text(json.dumps({"pid": 999999, "host": "h", "since": "s"}))
     with RunLock(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import raq
-from raq.client import ChatClient, Endpoint, RequestError, _retry_after_s
+from raq.endpoints.client import ChatClient, Endpoint, RequestError, _retry_after_s
 from raq.store import ResponseCache
 from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import judge_by_overlap, reply_text
@@ -55,8 +55,8 @@ async def test_an_interrupted_stream_is_retried_until_it_is_whole() -> None:
 
 
 async def test_an_empty_cached_reply_from_an_older_raq_is_not_reused(tmp_path: Path) -> None:
-    from raq.client import cache_key
-    from raq.records import Completion
+    from raq.core.records import Completion
+    from raq.endpoints.client import cache_key
 
     cache = ResponseCache(tmp_path / "cache.sqlite")
     with FakeOpenAIServer({"m": Behaviour(reply=reply_text("fresh"))}) as server:

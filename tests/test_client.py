@@ -9,7 +9,7 @@ import time
 import pytest
 from aiohttp import web
 
-from raq.client import ChatClient, Endpoint, RequestError, _AdaptiveLimiter, cache_key
+from raq.endpoints.client import ChatClient, Endpoint, RequestError, _AdaptiveLimiter, cache_key
 from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import reply_text
 
@@ -119,7 +119,7 @@ def test_cache_key_ignores_the_api_key_but_not_the_request() -> None:
 def test_events_orjson_refuses_but_json_accepts_still_parse() -> None:
     """orjson decodes responses; NaN, Infinity and huge integers (which some servers put in
     logprobs) fall back to json instead of failing the answer as malformed."""
-    from raq.client import _loads
+    from raq.endpoints.client import _loads
 
     event = b'{"choices":[{"delta":{"content":"\xc3\xa9"},"logprob":-Infinity}],"n":NaN,"id":' + (
         b"123456789012345678901234567890}"

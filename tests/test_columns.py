@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from raq.columns import ColumnTable
-from raq.result import ANSWER_METRIC_KINDS, RANK_KINDS
+from raq.core.columns import ColumnTable
+from raq.result.tables import ANSWER_METRIC_KINDS, RANK_KINDS
 from raq.store import RunStore
 
 KINDS = {"id": "text", "seconds": "float", "count": "int", "sparse": "int", "flag": "bool"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from raq.config import load_config
-from raq.errors import ConfigError
+from raq.core.errors import ConfigError
 
 BASE = """\
 name: t
@@ -112,7 +112,7 @@ def test_reserved_params_are_refused(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_are_valid() -> None:
-    from raq.generate import load_generate_config
+    from raq.stages.generate import load_generate_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
     for path in sorted(root.glob("*.yaml")):

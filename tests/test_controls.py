@@ -10,16 +10,10 @@ from collections import Counter
 import pytest
 from scipy import stats as ss
 
-from raq.controls import (
-    FALLBACK_WRONG,
-    REFERENCE,
-    WRONG,
-    ControlTally,
-    control_texts,
-    wilson_interval,
-)
-from raq.judge import presented_order, split_ranking, with_controls
-from raq.records import Judgment, QAItem
+from raq.core.records import Judgment, QAItem
+from raq.stages.controls import FALLBACK_WRONG, REFERENCE, WRONG, control_texts
+from raq.stages.judge import presented_order, split_ranking, with_controls
+from raq.stats.controls import ControlTally, wilson_interval
 
 
 def test_controls_take_every_position_equally_and_leave_the_candidates_order_alone() -> None:

@@ -9,7 +9,7 @@ import pytest
 from rich.table import Table
 from rich.text import Text
 
-from raq.escape import Md, csv_cell, csv_uncell, md, one_line, safe_console, visible
+from raq.core.escape import Md, csv_cell, csv_uncell, md, one_line, safe_console, visible
 
 
 def test_terminal_control_is_shown_not_obeyed() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import raq
-from raq.errors import StoreError
+from raq.core.errors import StoreError
 from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import judge_by_overlap
 

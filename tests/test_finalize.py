@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import raq
+from raq.pipeline.finalize import finalize, load_result
 from raq.report.plot_helper import PlotHelper
-from raq.result import _json_safe, _JsonlWriter, finalize, load_result
+from raq.result.files import JsonlWriter, json_safe
 from raq.store import RunStore
 from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import judge_presented_order
@@ -102,9 +103,9 @@ def test_a_judge_that_fails_its_controls_leaves_the_verdict_as_if_it_had_not_jud
 )
 def test_a_jsonl_row_is_written_as_its_json_safe_form(row: dict, tmp_path: Path) -> None:
     path = tmp_path / "rows.jsonl"
-    with _JsonlWriter(path) as out:
+    with JsonlWriter(path) as out:
         out.write(row)
-    expected = json.dumps(_json_safe(row), ensure_ascii=False) + "\n"
+    expected = json.dumps(json_safe(row), ensure_ascii=False) + "\n"
     assert path.read_text(encoding="utf-8") == expected
 
 

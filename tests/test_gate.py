@@ -207,7 +207,7 @@ def test_not_worse_with_a_margin_needs_the_confidence_bound_to_clear_it(
     finished_run: Path,
 ) -> None:
     summary = json.loads((finished_run / "summary.json").read_text())
-    from raq.gate import gate
+    from raq.result.gate import gate
 
     # oracle is far better than clueless: its upper bound clears any sensible margin
     (ok,) = gate(summary, "clueless", ["oracle"], margin=0.1)
@@ -231,7 +231,7 @@ def test_an_undecided_comparison_says_how_many_questions_would_decide_it(
     finished_run: Path,
 ) -> None:
     summary = json.loads((finished_run / "summary.json").read_text())
-    from raq.gate import gate
+    from raq.result.gate import gate
 
     (verdict,) = gate(summary, "oracle", ["half"], alpha=1e-300)
     assert "questions would give 80% power" in verdict.reason

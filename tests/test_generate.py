@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from raq.config import DatasetConfig, EndpointConfig
+from raq.core.errors import ConfigError, DatasetError
+from raq.core.metrics import answer_tokens
 from raq.dataset import load_items
-from raq.errors import ConfigError, DatasetError
-from raq.generate import (
+from raq.stages.generate import (
     Deduplicator,
     GenerateConfig,
     check_independence,
@@ -23,7 +24,6 @@ from raq.generate import (
     load_generate_config,
     parse_items,
 )
-from raq.metrics import answer_tokens
 from raq.testing import Behaviour, FakeOpenAIServer
 
 MODEL = "gen-model"

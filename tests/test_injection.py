@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import raq
-from raq.injection import addresses_judge
+from raq.core.injection import addresses_judge
 from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import reply_text
 

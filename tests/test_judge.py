@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from raq.config import PromptsConfig
-from raq.judge import judge_prompt, parse_ranking, presented_order
-from raq.records import QAItem
+from raq.core.records import QAItem
+from raq.stages.judge import judge_prompt, parse_ranking, presented_order
 
 NAMES = ["alpha", "beta", "gamma", "delta", "epsilon"]
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from raq import local
-from raq.errors import RaqError
-from raq.local import (
+from raq.core.errors import RaqError
+from raq.endpoints import local
+from raq.endpoints.local import (
     DEFAULT_ALIAS,
     LocalModelServer,
     LocalServerError,
@@ -308,7 +308,7 @@ def test_atexit_stops_the_server_when_the_owner_crashes(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from raq.local import LocalModelServer
+        from raq.endpoints.local import LocalModelServer
         server = LocalModelServer(log_path=Path({str(tmp_path / "server.log")!r})).start()
         print(server.pid, flush=True)
         raise RuntimeError("owner crashed without stopping the server")

@@ -127,8 +127,8 @@ def test_stopping_the_demo_leaves_no_server_behind(tmp_path: Path, stop: signal.
 
 def test_small_generation_on_the_real_model_is_valid_and_verified(tmp_path: Path) -> None:
     from raq.config import DatasetConfig
+    from raq.core.metrics import normalize_answer
     from raq.dataset import load_items
-    from raq.metrics import normalize_answer
 
     out = tmp_path / "gen.jsonl"
     config = str(ROOT / "configs" / "generate-local.yaml")
@@ -151,7 +151,7 @@ def test_llama_cpp_with_its_default_settings_gives_whole_answers_or_failed_ones(
     """llama-cpp-python's server by default interrupts a stream when another request queues
     behind it, ending it with [DONE] and no finish_reason. At concurrency 2, raq must either
     get whole answers or record them as failed (incomplete_stream …), never an empty success."""
-    from raq.local import LocalModelServer
+    from raq.endpoints.local import LocalModelServer
 
     with LocalModelServer(interrupt_requests=True) as server:
         endpoint = {"base_url": server.base_url, "model": server.alias, "stream": True}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raq.metrics import average_ranks, best_f1, count_words, normalize_answer, token_f1
+from raq.core.metrics import average_ranks, best_f1, count_words, normalize_answer, token_f1
 
 
 @pytest.mark.parametrize(

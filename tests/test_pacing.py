@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from raq.client import ChatClient, Endpoint, RequestError
-from raq.pacing import Pacer, bucket_from_headers, pacer_key, parse_duration_s
+from raq.endpoints.client import ChatClient, Endpoint, RequestError
+from raq.endpoints.pacing import Pacer, bucket_from_headers, pacer_key, parse_duration_s
 from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import RateLimit
 

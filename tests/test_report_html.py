@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from raq.records import Answer, Judgment, QAItem
+from raq.core.records import Answer, Judgment, QAItem
+from raq.pipeline.finalize import finalize
 from raq.report.html import render_html
 from raq.report.plots import PLOT_KEYS, plot_labels, write_plots
-from raq.result import RunResult, finalize
+from raq.result import RunResult
 from raq.store import RunStore
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -167,3 +167,18 @@ def test_a_run_directory_on_a_read_only_disk_cannot_be_reported_and_says_why(
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "read-only" in done.stderr.lower()
+
+
+def test_a_merge_into_an_output_another_process_writes_is_refused_by_name(
+    tmp_path: Path,
+) -> None:
+    """`raq merge` takes the run lock of its output like `raq run`: a second writer of the
+    same directory is refused with one line naming the holder, and nothing is merged."""
+    from raq.core.errors import StoreError
+    from raq.pipeline.merge import merge_runs
+    from raq.store.lock import RunLock
+
+    output = tmp_path / "merged"
+    with RunLock(output), pytest.raises(StoreError, match="another raq run is writing to it"):
+        merge_runs([tmp_path / "shard-0"], output)
+    assert [p.name for p in output.iterdir()] == ["raq.lock"]

@@ -574,7 +574,7 @@ def test_position_bias_false_flag_rate_stays_at_alpha_for_an_unbiased_judge() ->
     """An unbiased judge (ranks by answer quality, which is fixed per question, plus a little
     judging noise) shown counterbalanced orders: the flag must fire in about α of runs. The
     Kruskal–Wallis version pooled ranks by position and fired 14–16 % of the time."""
-    from raq.judge import presented_order
+    from raq.stages.judge import presented_order
 
     rng = np.random.default_rng(5)
     names = ["a", "b", "c", "d"]

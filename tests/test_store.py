@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from raq.errors import StoreError
-from raq.records import Answer, Completion, Judgment, QAItem
-from raq.result import finalize
+from raq.core.errors import StoreError
+from raq.core.records import Answer, Completion, Judgment, QAItem
+from raq.pipeline.finalize import finalize
 from raq.store import ResponseCache, RunStore
 
 CANDIDATES = ("alpha", "beta")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from raq.client import ChatClient, Endpoint
-from raq.judge import parse_ranking, ranking_fields
+from raq.endpoints.client import ChatClient, Endpoint
+from raq.endpoints.structured import StructuredAsker, honoured, mode_fields
+from raq.stages.judge import parse_ranking, ranking_fields
 from raq.store import ResponseCache
-from raq.structured import StructuredAsker, honoured, mode_fields
 from raq.testing import Behaviour, FakeOpenAIServer
 
 MESSAGES = [{"role": "user", "content": "Rank 1 and 2."}]

@@ -12,13 +12,13 @@ import pytest
 import yaml
 
 import raq
-from raq.client import ChatClient, Endpoint, ThinkingUnfinished, cache_key
-from raq.metrics import count_words
-from raq.records import Completion
+from raq.core.metrics import count_words
+from raq.core.records import Completion
+from raq.endpoints.client import ChatClient, Endpoint, ThinkingUnfinished, cache_key
+from raq.endpoints.thinking import split_thinking
 from raq.store import ResponseCache
 from raq.testing import Behaviour, FakeOpenAIServer
 from raq.testing.fake_server import THINKING_FORMS, judge_by_overlap, reply_text
-from raq.thinking import split_thinking
 
 from .conftest import clueless, oracle
 

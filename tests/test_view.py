@@ -161,7 +161,7 @@ def test_filters_select_the_questions_that_match(runs: tuple[Path, Path]) -> Non
 def test_a_run_that_starts_writing_while_viewed_is_read_through_its_log(
     runs: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from raq.records import Answer
+    from raq.core.records import Answer
     from raq.store import RunStore
 
     run = tmp_path / "run"

@@ -13,12 +13,12 @@ __all__ = ["RunConfig", "RunResult", "__version__", "evaluate", "evaluate_async"
 
 if TYPE_CHECKING:
     from raq.config import RunConfig, load_config
+    from raq.pipeline.run import evaluate, evaluate_async
     from raq.result import RunResult
-    from raq.run import evaluate, evaluate_async
 
 _LAZY = {
-    "evaluate": "raq.run",
-    "evaluate_async": "raq.run",
+    "evaluate": "raq.pipeline.run",
+    "evaluate_async": "raq.pipeline.run",
     "RunConfig": "raq.config",
     "load_config": "raq.config",
     "RunResult": "raq.result",

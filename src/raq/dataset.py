@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from raq.config import DatasetConfig, FieldMap
-from raq.errors import DatasetError
-from raq.records import QAItem
+from raq.core.errors import DatasetError
+from raq.core.records import QAItem
 
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 BUILTIN_PREFIX = "builtin:"
@@ -42,7 +42,7 @@ def iter_items(
     every distinct generator (name, model, base_url) named in the rows' provenance is appended
     to ``generators``."""
     seen_generators: set[str] = set()
-    for item, row in _map_rows(_load_rows(config, seed), config):
+    for item, row in _map_rows(load_rows(config, seed), config):
         provenance = row.get("provenance") if isinstance(row, dict) else None
         generator = provenance.get("generator") if isinstance(provenance, dict) else None
         if generators is not None and isinstance(generator, dict):
@@ -77,7 +77,7 @@ def _map_rows(rows: Iterator[Row], config: DatasetConfig) -> Iterator[tuple[QAIt
         raise DatasetError(f"dataset '{config.path}': no usable questions{reason}")
 
 
-def _load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
+def load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
     """Rows in run order, fetched one at a time (the dataset is read here, eagerly)."""
     import datasets
 
@@ -207,10 +207,10 @@ def _check_json_lines(path: Path) -> None:
 
 
 def _to_item(row: dict[str, Any], row_index: int, fields: FieldMap, path: str) -> QAItem | None:
-    question = _lookup(row, fields.question, row_index, path, required=True)
-    answer = _lookup(row, fields.answer, row_index, path, required=True)
-    context = _lookup(row, fields.context, row_index, path) if fields.context else None
-    raw_id = _lookup(row, fields.id, row_index, path) if fields.id else None
+    question = lookup_field(row, fields.question, row_index, path, required=True)
+    answer = lookup_field(row, fields.answer, row_index, path, required=True)
+    context = lookup_field(row, fields.context, row_index, path) if fields.context else None
+    raw_id = lookup_field(row, fields.id, row_index, path) if fields.id else None
     # A null is no answer (never the text "None"); a row without any answer is skipped.
     listed = answer if isinstance(answer, list) else [answer]
     answers = tuple(str(a).strip() for a in listed if a is not None)
@@ -225,7 +225,7 @@ def _to_item(row: dict[str, Any], row_index: int, fields: FieldMap, path: str) -
     )
 
 
-def _lookup(
+def lookup_field(
     row: dict[str, Any], dotted: str, row_index: int, path: str, required: bool = False
 ) -> Any:
     """Follow ``answers.text[0]``-style paths; a missing required field is a DatasetError."""

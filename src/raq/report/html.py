@@ -12,17 +12,18 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raq.config import config_to_yaml, repeats_for
+from raq.core.numbers import fmt, fmt_p
 from raq.report.cells import (
     CANDIDATE_COLUMNS,
     THINKING_COLUMNS,
     THINKING_DESCRIPTION,
     candidate_cells,
-    fmt,
-    fmt_p,
     fmt_percentiles,
     judge_thinking_lines,
     thinking_rows,
 )
+from raq.report.plots import plot_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,7 +165,6 @@ def _errors(errors: dict[str, int]) -> str:
 
 
 def _facts(result: RunResult) -> str:
-    from raq.run import repeats_for
 
     summary = result.summary_json
     config = result.config
@@ -232,8 +232,6 @@ def _candidates(result: RunResult, plots: dict[str, Path]) -> str:
     summary = result.summary_json
     labels: dict[str, str] = {}
     if plots:
-        from raq.report.plots import plot_labels
-
         labels = plot_labels(list(summary["candidates"]))
     relabelled = any(labels.get(n, n).replace(r"\$", "$") != n for n in labels)
     rows = []
@@ -770,7 +768,6 @@ def _failures(result: RunResult) -> str:
 
 
 def _config(result: RunResult) -> str:
-    from raq.config import config_to_yaml
 
     yaml_text = escape(config_to_yaml(result.config))
     return (

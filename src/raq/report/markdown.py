@@ -5,19 +5,19 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from raq.escape import Md, md
+from raq.config import config_to_yaml
+from raq.core.escape import Md, md
+from raq.core.numbers import fmt, fmt_p
 from raq.report.cells import (
     CANDIDATE_COLUMNS,
     THINKING_COLUMNS,
     THINKING_DESCRIPTION,
     candidate_cells,
-    fmt,
-    fmt_p,
     fmt_percentiles,
     judge_thinking_lines,
     thinking_rows,
 )
-from raq.verdict import oriented
+from raq.result.verdict import oriented
 
 if TYPE_CHECKING:
     from raq.result import RunResult
@@ -176,7 +176,6 @@ def _errors(errors: dict[str, int]) -> str:
 
 
 def _config_yaml(result: RunResult) -> str:
-    from raq.config import config_to_yaml
 
     return config_to_yaml(result.config).rstrip()
 

@@ -9,7 +9,6 @@ fails or dies leaves its plots to this process, and the files are the same eithe
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import pickle
 import select
@@ -17,17 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from raq.result import RunResult
 
-log = logging.getLogger(__name__)
-
 # The helper's share, about half of the drawing time (bars.png alone is a third of it).
 HELPER_KEYS = ("bars", "latency")
 ANSWER_WITHIN_S = 120.0  # two plots take well under a second; past this the helper is stuck
-_SERVE = "from raq.report.plot_helper import serve; serve()"
+_SERVE = "from raq.report.plots import serve_helper; serve_helper()"
 
 
 class PlotHelper:
@@ -62,7 +59,7 @@ class PlotHelper:
             stdout = self.process.stdout
             assert stdout is not None
             if select.select([stdout], [], [], 0)[0]:
-                self._ready = stdout.readline() == _ready_line()
+                self._ready = stdout.readline() == ready_line()
         return self._ready and self.process.poll() is None
 
     def send(self, result: RunResult, out_dir: Path, keys: list[str]) -> bool:
@@ -112,29 +109,9 @@ class PlotHelper:
             self.process.stdout.close()
 
 
-def serve() -> None:
-    """The helper's side: prepare, say so, draw one job, answer, exit."""
-    from raq.report.plots import draw_some, prepare_drawing
-
-    logging.disable(logging.CRITICAL)  # the run logs the plots that failed, from the reasons
-    prepare_drawing()
-    sys.stdout.buffer.write(_ready_line())
-    sys.stdout.buffer.flush()
-    try:
-        job: dict[str, Any] = pickle.load(sys.stdin.buffer)
-    except EOFError:  # the run ended without plots (interrupted, or drew them itself)
-        return
-    reasons: dict[str, str] = {}
-    written = draw_some(job["result"], Path(job["out_dir"]), job["keys"], reasons)
-    pickle.dump(({k: str(p) for k, p in written.items()}, reasons), sys.stdout.buffer)
-    sys.stdout.buffer.flush()
-
-
-def _ready_line() -> bytes:
-    """What the helper says when prepared: which raq it imported (the run's own, or none)."""
-    import raq
-
-    return f"ready {raq.__file__}\n".encode()
+def ready_line() -> bytes:
+    """What the helper says when prepared: where its raq is (the run's own, or it is not used)."""
+    return f"ready {__file__}\n".encode()
 
 
 def _cores() -> int:

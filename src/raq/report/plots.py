@@ -18,14 +18,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raq.atomic import temporary_beside
+from raq.core.atomic import temporary_beside
+from raq.report.plot_helper import HELPER_KEYS, PlotHelper, ready_line
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from raq.report.plot_helper import PlotHelper
     from raq.result import RunResult
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,6 @@ def write_plots(
     Plots that cannot be drawn are left out; pass ``skipped`` to learn why (key → reason).
     A ready ``helper`` process draws its share meanwhile; the files are the same without it.
     """
-    from raq.report.plot_helper import HELPER_KEYS
-
     out_dir.mkdir(parents=True, exist_ok=True)
     theirs: list[str] = []
     if helper is not None and helper.ready() and helper.send(result, out_dir, list(HELPER_KEYS)):
@@ -112,6 +110,26 @@ def draw_some(
             return _draw_all(result, out_dir, reasons, keys)
     finally:
         font_log.setLevel(font_level)
+
+
+def serve_helper() -> None:
+    """The plot helper process (raq.report.plot_helper): prepare, say so, draw one job,
+    answer, exit."""
+    import pickle
+    import sys
+
+    logging.disable(logging.CRITICAL)  # the run logs the plots that failed, from the reasons
+    prepare_drawing()
+    sys.stdout.buffer.write(ready_line())
+    sys.stdout.buffer.flush()
+    try:
+        job: dict[str, Any] = pickle.load(sys.stdin.buffer)
+    except EOFError:  # the run ended without plots (interrupted, or drew them itself)
+        return
+    reasons: dict[str, str] = {}
+    written = draw_some(job["result"], Path(job["out_dir"]), job["keys"], reasons)
+    pickle.dump(({k: str(p) for k, p in written.items()}, reasons), sys.stdout.buffer)
+    sys.stdout.buffer.flush()
 
 
 def prepare() -> None:

@@ -6,63 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
-from raq.escape import safe_console, visible
-from raq.report.cells import fmt
+from raq.core.escape import safe_console, visible
+from raq.core.numbers import fmt
 
 if TYPE_CHECKING:
     from raq.result import RunResult
-
-STAGE_LABELS = {"answers": "candidate answers", "judgments": "judgments"}
-
-
-class RichProgress:
-    """One bar per pipeline stage; notes (a disabled endpoint…) print above the bars."""
-
-    def __init__(self, console: Console | None = None) -> None:
-        self.console = console or safe_console(stderr=True)
-        self._bars = Progress(
-            TextColumn("{task.description:<18}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
-        self._tasks: dict[str, int] = {}
-        self._started = False
-
-    def start(self, stage: str, total: int, done: int = 0) -> None:
-        if not self._started:
-            self._bars.start()
-            self._started = True
-        label = STAGE_LABELS.get(stage, stage)
-        self._tasks[stage] = self._bars.add_task(label, total=total, completed=done)
-
-    def advance(self, stage: str, n: int = 1) -> None:
-        task = self._tasks.get(stage)
-        if task is not None:
-            self._bars.advance(task, n)
-
-    def note(self, message: str) -> None:
-        self.console.print(Text("!", style="yellow"), message)
-
-    def stop(self) -> None:
-        if self._started:
-            self._bars.stop()
-            self._started = False
 
 
 def print_result(result: RunResult, console: Console | None = None) -> None:

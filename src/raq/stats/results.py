@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from html import escape
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from raq.core.numbers import fmt, fmt_p
 
 
 @dataclass(frozen=True)
@@ -55,13 +58,9 @@ class StatsResult:
     power: dict[str, Any] | None = None  # questions needed for 80% power, per pair
 
     def _repr_html_(self) -> str:  # a notebook shows tables, not the dataclass repr
-        from raq.report.notebook import stats_html
-
         return stats_html(self)
 
     def __repr__(self) -> str:
-        from raq.report.notebook import stats_text
-
         return stats_text(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,3 +99,69 @@ def jsonable(value: Any) -> Any:
 
 def _jsonable_key(key: Any) -> Any:
     return key.item() if isinstance(key, np.generic) else key
+
+
+# How it displays: tables in a notebook and a REPL instead of the dataclass repr.
+
+
+def _candidates_frame(stats: StatsResult) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = [
+        {
+            "candidate": name,
+            "mean rank": fmt(c.mean_rank),
+            "95% CI": f"{fmt(c.ci_low)}–{fmt(c.ci_high)}",
+            "median": fmt(c.median_rank),
+            "std": fmt(c.std_rank),
+            "n ranks": c.n_ranks,
+        }
+        for name, c in stats.candidates.items()
+    ]
+    return pd.DataFrame(rows).set_index("candidate")
+
+
+def _pairs_frame(stats: StatsResult) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = []
+    for p in stats.pairs:
+        better, worse = (p.a, p.b) if p.mean_rank_diff <= 0 else (p.b, p.a)
+        win = p.win_rate_a if better == p.a else 1 - p.win_rate_a
+        rows.append(
+            {
+                "better": better,
+                "worse": worse,
+                "adjusted p": fmt_p(p.p_adjusted),
+                "significant": "yes" if p.significant else "no",
+                "mean rank difference": fmt(abs(p.mean_rank_diff)),
+                "win rate of the better": fmt(win),
+                "shared questions": p.n_pairs,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _test_line(test: dict[str, Any]) -> str:
+    return str(test.get("description") or test.get("name") or "no test")
+
+
+def stats_text(stats: StatsResult) -> str:
+    lines = [f"StatsResult: {_test_line(stats.test)}", "", _candidates_frame(stats).to_string()]
+    if stats.pairs:
+        lines += ["", _pairs_frame(stats).to_string(index=False)]
+    if stats.power_hint:
+        lines += ["", stats.power_hint]
+    return "\n".join(lines)
+
+
+def stats_html(stats: StatsResult) -> str:
+    parts = [
+        f"<p><strong>Test:</strong> {escape(_test_line(stats.test))}</p>",
+        _candidates_frame(stats).to_html(),
+    ]
+    if stats.pairs:
+        parts.append(_pairs_frame(stats).to_html(index=False))
+    if stats.power_hint:
+        parts.append(f"<p>{escape(stats.power_hint)}</p>")
+    return "<div>" + "".join(parts) + "</div>"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raq.errors import StoreError
+from raq.core.errors import StoreError
 from raq.store import RUN_FORMAT, STORE_NAME, read_only_uri
 
 # Answer and judgment columns the page shows in their own place, not among the extra fields.
@@ -301,8 +301,8 @@ class RunReader:
                 scope_args,
             )
         if kind == "control":
-            # What qualifies a judge (raq.controls): the reference answer not ranked first, or
-            # ranked below the wrong answer. The wrong answer not last does not count: a
+            # What qualifies a judge (raq.stats.controls): the reference answer not ranked first,
+            # or ranked below the wrong answer. The wrong answer not last does not count: a
             # candidate's own wrong answer may rightly share the bottom with it.
             return (
                 "SELECT q.id, COUNT(*) FROM run.judgments j"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raq.errors import RaqError
+from raq.core.errors import RaqError
 from raq.view.reader import RunReader
 
 if TYPE_CHECKING:

@@ -1,0 +1,68 @@
+"""The run configuration, the bottom of raq's house with raq.core: what a config file may say
+(models), how it is read (loading) and where its keys come from (secrets). Everything above
+imports it from here; ``from raq.config import RunConfig, load_config`` is public API."""
+
+from raq.config.loading import (
+    config_to_yaml,
+    demo_config_path,
+    describe_error,
+    existing_path,
+    load_config,
+    load_yaml_model,
+    read_text,
+)
+from raq.config.models import (
+    ARTICLE_ANSWER_PROMPT,
+    CLOSED_BOOK_ANSWER_PROMPT,
+    DEFAULT_JUDGE_PROMPT,
+    GENERATION_PARAMS,
+    LOCAL_BASE_URL,
+    P_ADJUST_METHODS,
+    CacheConfig,
+    CandidateConfig,
+    DatasetConfig,
+    EndpointConfig,
+    FieldMap,
+    GateConfig,
+    JudgeConfig,
+    Price,
+    PromptsConfig,
+    RunConfig,
+    StatsConfig,
+    StrictModel,
+    endpoint_identity,
+    repeats_for,
+)
+from raq.config.secrets import load_env_file, resolve_api_key
+
+__all__ = [
+    "ARTICLE_ANSWER_PROMPT",
+    "CLOSED_BOOK_ANSWER_PROMPT",
+    "DEFAULT_JUDGE_PROMPT",
+    "GENERATION_PARAMS",
+    "LOCAL_BASE_URL",
+    "P_ADJUST_METHODS",
+    "CacheConfig",
+    "CandidateConfig",
+    "DatasetConfig",
+    "EndpointConfig",
+    "FieldMap",
+    "GateConfig",
+    "JudgeConfig",
+    "Price",
+    "PromptsConfig",
+    "RunConfig",
+    "StatsConfig",
+    "StrictModel",
+    "config_to_yaml",
+    "demo_config_path",
+    "describe_error",
+    "endpoint_identity",
+    "existing_path",
+    "load_config",
+    "load_env_file",
+    "load_yaml_model",
+    "read_text",
+    "repeats_for",
+    "resolve_api_key",
+]
