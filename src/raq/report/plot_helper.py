@@ -23,17 +23,20 @@ if TYPE_CHECKING:
 
 # The helper's share, about half of the drawing time (bars.png alone is a third of it).
 HELPER_KEYS = ("bars", "latency")
-ANSWER_WITHIN_S = 120.0  # two plots take well under a second; past this the helper is stuck
+# The helper runs at a lower priority: on a busy machine it gives way to the run's requests.
+NICENESS = 10
 _SERVE = "from raq.report.plots import serve_helper; serve_helper()"
 
 
 class PlotHelper:
-    """The helper process: ``start`` it early, hand it a result with ``draw``, ``close`` it."""
+    """The helper process: ``start`` it early, ``send`` it a result once ``ready``,
+    ``receive`` its plots, ``close`` it."""
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
         self._ready = False
         self._sent = False
+        self._answered = False
 
     @classmethod
     def start(cls) -> PlotHelper | None:
@@ -51,6 +54,8 @@ class PlotHelper:
             )
         except OSError:
             return None
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: not on POSIX
+            os.setpriority(os.PRIO_PROCESS, process.pid, NICENESS)
         return cls(process)
 
     def ready(self) -> bool:
@@ -82,29 +87,32 @@ class PlotHelper:
             return False
         return True
 
-    def receive(self) -> tuple[dict[str, Path], dict[str, str]] | None:
-        """The helper's plots and reasons, or None when it died (or hung) before answering."""
+    def receive(self, within_s: float) -> tuple[dict[str, Path], dict[str, str]] | None:
+        """The helper's plots and reasons, or None when it has not answered within
+        ``within_s`` seconds (a busy machine starves it) or died."""
         try:
             stdout = self.process.stdout
             assert stdout is not None
-            if not select.select([stdout], [], [], ANSWER_WITHIN_S)[0]:
+            if not select.select([stdout], [], [], within_s)[0]:
                 return None
             written, reasons = pickle.load(stdout)
         except (OSError, EOFError, pickle.UnpicklingError, ValueError):
             return None
+        self._answered = True
         return {key: Path(path) for key, path in written.items()}, reasons
 
     def close(self) -> None:
-        """Stop the helper: at once when it has no plots to draw (it may still be importing),
-        else once it has finished them."""
+        """Stop the helper: at once when it has no plots to draw (it may still be importing).
+        One that was given plots and did not answer in time is left to finish them and exit
+        (the files are the same whoever writes them last), so it leaves no half-written file."""
         with contextlib.suppress(OSError, ValueError):
             if self.process.stdin is not None:
                 self.process.stdin.close()
-        try:
-            self.process.wait(timeout=5 if self._sent else 0)
-        except subprocess.TimeoutExpired:
+        if not self._sent:
             self.process.kill()
-            self.process.wait()
+        if not self._sent or self._answered:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
         if self.process.stdout is not None:
             self.process.stdout.close()
 

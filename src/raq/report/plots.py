@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable
 from functools import lru_cache
@@ -79,11 +80,14 @@ def write_plots(
     if helper is not None and helper.ready() and helper.send(result, out_dir, list(HELPER_KEYS)):
         theirs = list(HELPER_KEYS)
     reasons: dict[str, str] = {}
+    started = time.perf_counter()
     written = draw_some(result, out_dir, [k for k in PLOT_KEYS if k not in theirs], reasons)
     if theirs:
         assert helper is not None
-        answer = helper.receive()
-        if answer is None:  # the helper died: its plots are drawn here
+        # Its share takes about as long as this one: a helper that needs much longer (starved
+        # on a busy machine, or dead) is overtaken, and its plots are drawn here.
+        answer = helper.receive(within_s=max(0.5, time.perf_counter() - started))
+        if answer is None:
             written |= draw_some(result, out_dir, theirs, reasons)
         else:
             written |= answer[0]
