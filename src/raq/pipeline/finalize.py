@@ -14,6 +14,7 @@ from raq.core.atomic import write_text_atomically
 from raq.core.escape import csv_cell
 from raq.report.html import render_html
 from raq.report.markdown import render_markdown
+from raq.report.plot_helper import PlotHelper
 from raq.report.plots import write_plots
 from raq.result.evidence import pair_evidence
 from raq.result.files import Replacing, json_safe
@@ -23,8 +24,9 @@ from raq.result.summary import build_summary, check_limits, empty_frame, summary
 from raq.store import RunStore
 
 
-def finalize(run_dir: Path, store: RunStore) -> RunResult:
-    """Render every output file of the run directory from the store and build the result."""
+def finalize(run_dir: Path, store: RunStore, plot_helper: PlotHelper | None = None) -> RunResult:
+    """Render every output file of the run directory from the store and build the result
+    (with ``plot_helper``, a second process draws some of the plots)."""
     records = read_records(
         store,
         judgments_jsonl=run_dir / "judgments.jsonl",
@@ -51,15 +53,15 @@ def finalize(run_dir: Path, store: RunStore) -> RunResult:
     )  # fmt: skip
     with store.snapshot():
         result.evidence = pair_evidence(store, summary_json)
-    write_reports(result)
+    write_reports(result, plot_helper)
     return result
 
 
-def write_reports(result: RunResult) -> None:
+def write_reports(result: RunResult, plot_helper: PlotHelper | None = None) -> None:
     """report.md, the PNG plots beside it, and report.html with the plots embedded."""
     run_dir = result.run_dir
     skipped: dict[str, str] = {}
-    plots = write_plots(result, run_dir / "plots", skipped=skipped)
+    plots = write_plots(result, run_dir / "plots", skipped=skipped, helper=plot_helper)
     result.plots = plots
     write_text_atomically(run_dir / "report.md", render_markdown(result))
     write_text_atomically(run_dir / "report.html", render_html(result, plots, skipped=skipped))

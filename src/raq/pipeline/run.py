@@ -27,6 +27,7 @@ from raq.pipeline.preflight import preflight_endpoints
 from raq.pipeline.questions import stage_questions
 from raq.pipeline.run_dir import check_run_dir, storage_errors
 from raq.pipeline.schedule import Pipeline
+from raq.report.plot_helper import PlotHelper
 from raq.stages.judge import (
     JudgeSession,
 )
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from raq.result import RunResult
 
 T = TypeVar("T")
+# Seconds into the requests when the plot helper process starts: a shorter run ends before the
+# helper could be ready, and would only pay for starting it.
+PLOT_HELPER_AFTER_S = 2.0
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -138,6 +142,8 @@ async def _evaluate_in(
     cache = open_cache(run_config.cache, use_cache, cache_path)
     reporter = make_progress(progress)
     local = contextlib.AsyncExitStack()
+    helpers: list[PlotHelper] = []  # a process that draws half the plots, once started
+    complete = False
     try:
         await stage_questions(run_config, store, shard, reporter)
         _record_start(store, run_config, run_dir)
@@ -156,31 +162,64 @@ async def _evaluate_in(
         client.on_event = lambda kind, message: reporter.note(message)
         async with client:
             pipeline.client = client
+            outputs_ready = _prepare_outputs()
+            # Not for a run shorter than the helper's own start (about 1 s of imports).
+            helper_due = asyncio.get_running_loop().call_later(
+                PLOT_HELPER_AFTER_S, lambda: helpers.extend(filter(None, [PlotHelper.start()]))
+            )
             try:
                 await pipeline.run()
             finally:
+                helper_due.cancel()
                 store.set_meta(
                     "judge_modes", {n: s.asker.mode for n, s in judges.items() if s.asker.mode}
                 )
                 store.set_meta("requests", _counters(client))
                 store.set_meta("disabled_endpoints", client.disabled())
         store.set_meta("status", "complete")
+        complete = True
     except (asyncio.CancelledError, KeyboardInterrupt):
         store.set_meta("status", "interrupted")
         raise
     finally:
+        if not complete:
+            for helper in helpers:
+                helper.close()
         reporter.stop()
         await local.aclose()
         if cache is not None:
             cache.close()
     # Deferred for start-up, not a circle: finalize loads pandas, scipy and matplotlib, which
     # the requests do not need, so the first request goes out before they are imported.
+    outputs_ready.join()
     from raq.pipeline.finalize import finalize
 
     try:
-        return finalize(run_dir, store)
+        return finalize(run_dir, store, helpers[0] if helpers else None)
     finally:
         store.close()
+        for helper in helpers:
+            helper.close()
+
+
+def _prepare_outputs() -> threading.Thread:
+    """Import what the outputs need (pandas, scipy, statsmodels, matplotlib, the report modules,
+    the fonts' glyph tables) in a background thread while the requests are in flight: about a
+    second of work that would otherwise follow the last answer. A failure is left for the
+    outputs themselves to meet and report."""
+
+    def prepare() -> None:
+        with contextlib.suppress(Exception):
+            import statsmodels.stats.multitest  # noqa: F401
+
+            import raq.pipeline.finalize  # noqa: F401
+            from raq.report.plots import prepare
+
+            prepare()
+
+    thread = threading.Thread(target=prepare, name="raq-prepare-outputs", daemon=True)
+    thread.start()
+    return thread
 
 
 def _load(

@@ -75,16 +75,12 @@ def _read_records(
     for judge, repeat, name in store.ranked_candidates():
         if current(judge, repeat):
             names_by_judge.setdefault(judge, set()).add(name)
-    controls = _control_scores(store, config, current)
-    verdict_judges = [
-        judge.name
-        for judge in config.judges
-        if not config.stats.exclude_unqualified_judges
-        or controls.get(judge.name) is None
-        or controls[judge.name].qualified
-    ]
-    stream = RankStream(names_by_judge, verdict_judges)
+    # One pass over the judgments, with every judge in the verdict: the planted controls are
+    # scored in the same pass, and only when a judge fails them are the ranks read again.
+    stream = RankStream(names_by_judge)
     tallies = {judge.name: _new_tally() for judge in config.judges}
+    control_tallies = {j.name: ControlTally(j.name) for j in config.judges}
+    plants_controls = any(j.plants_controls for j in config.judges)
     names = Interned()
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(JsonlWriter(judgments_jsonl)) if judgments_jsonl else None
@@ -93,6 +89,8 @@ def _read_records(
             if not current(judgment.judge, judgment.repeat):
                 continue
             _tally(tallies[judgment.judge], judgment)
+            if plants_controls:
+                control_tallies[judgment.judge].add(judgment)
             if judgment.ok:
                 rows = rank_rows(judgment, names)
                 stream.add(
@@ -104,6 +102,16 @@ def _read_records(
             if out is not None:
                 out.write(_judgment_row(judgment))
     stream.close()
+    controls = {name: tally.score() for name, tally in control_tallies.items()}
+    verdict_judges = [
+        judge.name
+        for judge in config.judges
+        if not config.stats.exclude_unqualified_judges
+        or controls.get(judge.name) is None
+        or controls[judge.name].qualified
+    ]
+    if not set(stream.judges) <= set(verdict_judges):
+        stream = _rank_stream(store, names_by_judge, verdict_judges, current)
     answers, boxes = {}, {}
     for candidate in config.candidates:
         price = candidate.price
@@ -127,17 +135,24 @@ def _read_records(
     )  # fmt: skip
 
 
-def _control_scores(
-    store: RunStore, config: RunConfig, current: Callable[[str, int], bool]
-) -> dict[str, ControlScore | None]:
-    """Each judge's record on the planted controls (None where it ranked none), read in a
-    first pass so the verdict can leave an unqualified judge out."""
-    tallies = {j.name: ControlTally(j.name) for j in config.judges}
-    if any(j.plants_controls for j in config.judges):
-        for judgment in store.judgments():
-            if current(judgment.judge, judgment.repeat):
-                tallies[judgment.judge].add(judgment)
-    return {name: tally.score() for name, tally in tallies.items()}
+def _rank_stream(
+    store: RunStore,
+    names_by_judge: dict[str, set[str]],
+    verdict_judges: list[str],
+    current: Callable[[str, int], bool],
+) -> RankStream:
+    """The ranks again, with the judges that failed their planted controls left out of the
+    verdict (a second pass over the judgments, only for a run where one failed)."""
+    stream = RankStream(names_by_judge, verdict_judges)
+    for judgment in store.judgments():
+        if judgment.ok and current(judgment.judge, judgment.repeat):
+            positions = {name: i + 1 for i, name in enumerate(judgment.presented_order)}
+            stream.add(
+                judgment.question_id, judgment.repeat, judgment.judge, judgment.ranks,
+                {name: positions.get(name) for name in judgment.ranks},
+                judgment.position_ranks(),
+            )  # fmt: skip
+    return stream.close()
 
 
 def _new_tally() -> dict[str, Any]:
