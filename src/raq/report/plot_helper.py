@@ -40,9 +40,10 @@ class PlotHelper:
 
     @classmethod
     def start(cls) -> PlotHelper | None:
-        """A helper preparing itself, or None on a machine with one core (or no way to start
-        Python again: a frozen or embedded interpreter)."""
-        if _cores() < 2 or not sys.executable:
+        """A helper preparing itself, or None on a machine with one core, off POSIX (the
+        helper's pipes are polled with ``select``), or with no way to start Python again (a
+        frozen or embedded interpreter)."""
+        if _cores() < 2 or os.name != "posix" or not sys.executable:
             return None
         try:
             process = subprocess.Popen(

@@ -49,9 +49,10 @@ def read_records(
 ) -> RunRecords:
     """Read the current config's records. Judgments stream through once (to
     ``judgments_jsonl`` and ``ranks_csv`` when given) into the rank tallies and per-judge
-    tallies; answers stream to ``answers_jsonl``, then one candidate at a time into its
-    summary. Memory does not grow with the number of questions beyond two numbers per
-    question and candidate (the question bootstrap's)."""
+    tallies, and again only when a judge failed its planted controls; answers stream to
+    ``answers_jsonl``, then one candidate at a time into its summary. Memory does not grow
+    with the number of questions beyond two numbers per question and candidate (the question
+    bootstrap's)."""
     with store.snapshot():
         return _read_records(store, judgments_jsonl, answers_jsonl, ranks_csv)
 
@@ -93,10 +94,7 @@ def _read_records(
                 control_tallies[judgment.judge].add(judgment)
             if judgment.ok:
                 rows = rank_rows(judgment, names)
-                stream.add(
-                    judgment.question_id, judgment.repeat, judgment.judge, judgment.ranks,
-                    {row[3]: row[5] for row in rows}, judgment.position_ranks(),
-                )  # fmt: skip
+                _add_ranks(stream, judgment, {row[3]: row[5] for row in rows})
                 if ranks_out is not None:
                     ranks_out.write(rows)
             if out is not None:
@@ -147,12 +145,17 @@ def _rank_stream(
     for judgment in store.judgments():
         if judgment.ok and current(judgment.judge, judgment.repeat):
             positions = {name: i + 1 for i, name in enumerate(judgment.presented_order)}
-            stream.add(
-                judgment.question_id, judgment.repeat, judgment.judge, judgment.ranks,
-                {name: positions.get(name) for name in judgment.ranks},
-                judgment.position_ranks(),
-            )  # fmt: skip
+            _add_ranks(stream, judgment, {name: positions.get(name) for name in judgment.ranks})
     return stream.close()
+
+
+def _add_ranks(stream: RankStream, judgment: Judgment, positions: dict[str, int | None]) -> None:
+    """One successful judgment's ranks into the stream, with each candidate's 1-based place in
+    the order the judge saw them."""
+    stream.add(
+        judgment.question_id, judgment.repeat, judgment.judge, judgment.ranks, positions,
+        judgment.position_ranks(),
+    )  # fmt: skip
 
 
 def _new_tally() -> dict[str, Any]:
