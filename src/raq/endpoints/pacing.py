@@ -23,13 +23,13 @@ What it learns from:
   arrived. Between two such moments the server accepted what it refilled, so the requests it
   accepted after a refused one, over the time since, give a lower bound on its rate
   (``(accepted - 1) / seconds``), exact while raq sends faster than the limit. After the first
-  429 the pace starts at what was accepted in the last second, its first request one
-  interval later (the bucket is empty), and doubles every ``_RAMP_DOUBLING_S`` until the next
-  refusal, then steps back; afterwards each refusal cuts the pace by 10 % (never below the
-  lower bound) and a quiet spell lets it grow 5 % a second, so it settles just under the
-  limit and follows it if the limit changes. Refusals of requests sent before pacing began
-  (the first window meeting the empty bucket) change nothing, and never count as an
-  endpoint that refuses everything.
+  429 the pace starts at what was accepted in the last second, its first request one interval
+  later (the bucket is empty; at once when none was accepted), and doubles every
+  ``_RAMP_DOUBLING_S`` until the next refusal, then steps back; afterwards each refusal cuts the
+  pace by 10 % (never below the lower bound) and a quiet spell lets it grow 5 % a second, so it
+  settles just under the limit and follows it if the limit changes. Refusals of requests sent
+  before pacing began (the first window meeting the empty bucket) change nothing, and never
+  count as an endpoint that refuses everything.
 - Until the first refusal, requests go out in windows, as TCP's slow start sends them: first
   ``initial_window``, and the next window, twice as large, only once every request sent so
   far was accepted; the window also doubles every ``_WINDOW_DOUBLING_S``, for a server slow
@@ -440,8 +440,10 @@ class Pacer:
                 1 for t in self._sends if not t.refused and t.sent_at > ticket.sent_at - 1.0
             )
             spacing.per_s = max(_MIN_PER_S, float(accepted))
-            # The bucket is empty: a request sent at once would meet it empty too.
-            spacing.next_at = now + 1.0 / spacing.per_s
+            # The bucket is empty: a request sent at once would meet it empty too. Without an
+            # accepted request the pace is only the floor, no measure of the refill: waiting
+            # a whole second of it would override the client's own backoff (``retry_max_s``).
+            spacing.next_at = now + 1.0 / spacing.per_s if accepted else now
             self._paced_since, self._refused_while_paced = now, 0
             self._phase, self._since, self._grown_at = "ramp", now, now
             # Requests sent just after the burst meet an empty bucket too; only a refusal
