@@ -258,6 +258,45 @@ def test_bootstrap_ci_reproducible_and_contains_mean() -> None:
         assert c.ci_high - c.ci_low < 1.0
 
 
+def test_a_second_test_on_the_same_ranks_borrows_the_candidate_statistics() -> None:
+    """finalize runs Dunn beside the verdict's test: the bootstrap is not redone, and the
+    result is the one a fresh analysis gives."""
+    ranks = noisy_ranks()
+    verdict = stats.analyse(ranks, test="friedman", n_boot=300, seed=5)
+    borrowed = stats.analyse(ranks, test="dunn", n_boot=300, seed=5, candidates=verdict.candidates)
+    fresh = stats.analyse(ranks, test="dunn", n_boot=300, seed=5)
+    assert borrowed.pvalues.equals(fresh.pvalues)
+    for field in ("test", "candidates", "pairs", "significant_pairs", "power_hint", "power"):
+        assert getattr(borrowed, field) == getattr(fresh, field), field
+
+
+def test_bootstrap_weights_count_each_question_drawn() -> None:
+    """The resampling weights (a bincount) are the per-draw question counts: the interval is
+    the one the plain weighted-mean formulation gives, to the bit."""
+    from raq.stats.candidates import bootstrap_from_tally
+    from raq.stats.table import rank_tally
+
+    tally = rank_tally(noisy_ranks())
+    low, high = bootstrap_from_tally(tally, n_boot=300, seed=3)
+    k = len(tally.names)
+    sums = np.frombuffer(tally.question_sums).reshape(-1, k)
+    counts = np.frombuffer(tally.question_counts).reshape(-1, k)
+    order = np.lexsort(np.hstack([sums, counts]).T[::-1])
+    sums, counts = sums[order], counts[order]
+    rng, n_q = np.random.default_rng(3), len(sums)
+    chunk = max(1, min(256, 262_144 // n_q))
+    means = np.empty((300, k))
+    for start in range(0, 300, chunk):
+        size = min(chunk, 300 - start)
+        draws = rng.integers(0, n_q, size=(size, n_q))
+        weights = np.zeros((size, n_q))
+        np.add.at(weights, (np.arange(size)[:, None], draws), 1.0)
+        means[start : start + size] = (weights @ sums) / (weights @ counts)
+    expected_low, expected_high = np.nanpercentile(means, [2.5, 97.5], axis=0)
+    assert list(low) == list(expected_low)
+    assert list(high) == list(expected_high)
+
+
 def test_bootstrap_ci_degenerate_when_questions_agree() -> None:
     rows = [(f"q{q}", 0, "j", n, float(r)) for q in range(10) for n, r in (("a", 1), ("b", 2))]
     rows += [("q0", 1, "j", "a", 2.0), ("q0", 1, "j", "b", 1.0)]  # one question varies

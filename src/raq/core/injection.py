@@ -23,8 +23,28 @@ _PATTERNS = [
     r"\{\s*\"(ranking|rank|ids)\"\s*:",  # a ranking written for the judge to copy
 ]
 _ADDRESS = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE | re.DOTALL)
+# Every match of _ADDRESS contains one of these (each pattern's last group, or the brace), in
+# any case: a text without them cannot match. Finding none in the lower-cased text is about
+# fifteen times cheaper than the regex search (30 µs for a 40-word answer, a third of the
+# time finalize spent reading the answers). Keep it in step with _PATTERNS.
+_NEEDED = (
+    "instruction", "prompt", "rules", "directions", "guidelines",  # 1 and 5
+    "first", "highest", "top", "best", "number one", "#", "above",  # 2
+    "judge", "grader", "evaluator", "ranker", "assessor",  # 3 and 4
+    "developer message", "{",  # 5 and 6
+)  # fmt: skip
+# The characters beyond ASCII that IGNORECASE matches to an ASCII letter (İ, ı, ſ, the Kelvin
+# sign): lower() does not turn them all into that letter, so a text with one goes straight
+# to the regex.
+_FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
 
 
 def addresses_judge(text: str | None) -> bool:
     """Whether an answer's text speaks to the judge or to the model's instructions."""
-    return bool(text) and _ADDRESS.search(text) is not None  # type: ignore[arg-type]
+    if not text:
+        return False
+    if text.isascii() or _FOLDS_TO_ASCII.isdisjoint(text):
+        lowered = text.lower()
+        if not any(word in lowered for word in _NEEDED):
+            return False
+    return _ADDRESS.search(text) is not None

@@ -134,6 +134,9 @@ def serve_helper() -> None:
     written = draw_some(job["result"], Path(job["out_dir"]), job["keys"], reasons)
     pickle.dump(({k: str(p) for k, p in written.items()}, reasons), sys.stdout.buffer)
     sys.stdout.buffer.flush()
+    # Its plots are in place and its answer is sent: exit without the interpreter's teardown
+    # of matplotlib, numpy and their modules (about 0.1 s that the run waits for in close()).
+    os._exit(0)
 
 
 def prepare() -> None:

@@ -34,9 +34,14 @@ def verdict_test(
         return None, f"no statistics: {exc}"
 
 
-def _test(tally: RankTally, config: RunConfig, test: str | None = None) -> StatsResult:
+def _test(
+    tally: RankTally,
+    config: RunConfig,
+    test: str | None = None,
+    same_ranks: StatsResult | None = None,
+) -> StatsResult:
     """The configured test (or ``test``) on these ranks (ValueError when they cannot support
-    it)."""
+    it); ``same_ranks``, another test's result on this tally, lends its candidate statistics."""
 
     return analyse(
         tally,
@@ -46,6 +51,7 @@ def _test(tally: RankTally, config: RunConfig, test: str | None = None) -> Stats
         posthoc=config.stats.posthoc,
         n_boot=config.stats.n_boot,
         seed=config.seed,
+        candidates=same_ranks.candidates if same_ranks is not None else None,
     )
 
 
@@ -53,7 +59,7 @@ def dunn_summary(tally: RankTally, config: RunConfig, stats: StatsResult) -> dic
     """Dunn–Holm, the original RAQ method, on the same question-level ranks as the verdict:
     shown on every run with what it assumes (the verdict's own entry when it is the test)."""
 
-    result = stats if stats.test["name"] == "dunn" else _test(tally, config, "dunn")
+    result = stats if stats.test["name"] == "dunn" else _test(tally, config, "dunn", stats)
     return {
         "description": result.test["description"],
         "caveat": DUNN_CAVEAT,

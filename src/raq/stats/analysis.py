@@ -44,9 +44,14 @@ def analyse(
     posthoc: str = "conover",
     n_boot: int = 2000,
     seed: int = 0,
+    candidates: dict[str, CandidateStats] | None = None,
 ) -> StatsResult:
     """Candidate rank statistics plus pairwise significance with the chosen test, from a ranks
-    table or a closed tally (what a run's finalize streams its judgments into)."""
+    table or a closed tally (what a run's finalize streams its judgments into).
+
+    ``candidates``: the statistics an earlier ``analyse`` of the same ranks, ``n_boot`` and
+    ``seed`` returned (they do not depend on the test), so a second test skips the bootstrap.
+    """
     adjust = _check_options(test, posthoc, alpha, p_adjust)
     tally = ranks if isinstance(ranks, RankTally) else rank_tally(ranks)
     if not tally.n_ranks:
@@ -65,7 +70,8 @@ def analyse(
         info, pvalues, _ = friedman_test(tally, adjust, posthoc)
     info["alpha"] = alpha
 
-    candidates = candidate_stats_from_tally(tally, n_boot=n_boot, seed=seed)
+    if candidates is None:
+        candidates = candidate_stats_from_tally(tally, n_boot=n_boot, seed=seed)
     pairs = _pairs(tally, pvalues, candidates, alpha)
     significant = [(p.a, p.b, p.p_adjusted) for p in pairs if p.significant]
     power = questions_for_power(tally, list(candidates), alpha, adjusted=adjust is not None)
