@@ -1,0 +1,160 @@
+"""Writing a run's plots: which plots there are, each drawn by its module in raq's style and
+saved atomically, and the share a helper process draws (raq.report.plot_helper)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from raq.core.atomic import temporary_beside
+from raq.report.plot_helper import HELPER_KEYS, PlotHelper, ready_line
+from raq.report.plots.latency import draw_latency
+from raq.report.plots.position_bias import draw_position_bias
+from raq.report.plots.quality import draw_bars, draw_tradeoff
+from raq.report.plots.significance import draw_critical_difference, draw_significance
+from raq.report.plots.style import DPI, plot_labels, style
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from raq.result import RunResult
+
+log = logging.getLogger("raq.report.plots")
+
+PLOT_KEYS = (
+    "bars", "tradeoff", "significance", "critical_difference", "latency", "position_bias",
+)  # fmt: skip
+# A plot's drawer: the figure, or why the run cannot support it.
+Drawer = Callable[["RunResult", dict[str, str]], "Figure | str"]
+
+
+def write_plots(
+    result: RunResult,
+    out_dir: Path,
+    *,
+    skipped: dict[str, str] | None = None,
+    helper: PlotHelper | None = None,
+) -> dict[str, Path]:
+    """Write every plot the run supports as ``out_dir/<key>.png``; return {key: path}.
+
+    Plots that cannot be drawn are left out; pass ``skipped`` to learn why (key → reason).
+    A ready ``helper`` process draws its share meanwhile; the files are the same without it.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    theirs: list[str] = []
+    if helper is not None and helper.ready() and helper.send(result, out_dir, list(HELPER_KEYS)):
+        theirs = list(HELPER_KEYS)
+    reasons: dict[str, str] = {}
+    started = time.perf_counter()
+    written = draw_some(result, out_dir, [k for k in PLOT_KEYS if k not in theirs], reasons)
+    if theirs:
+        assert helper is not None
+        # Its share takes about as long as this one: a helper that needs much longer (starved
+        # on a busy machine, or dead) is overtaken, and its plots are drawn here.
+        answer = helper.receive(within_s=max(0.5, time.perf_counter() - started))
+        if answer is None:
+            written |= draw_some(result, out_dir, theirs, reasons)
+        else:
+            written |= answer[0]
+            reasons |= answer[1]
+            for key, reason in answer[1].items():
+                if reason.startswith("drawing failed"):
+                    log.warning("plot %s skipped: %s", key, reason)
+    if skipped is not None:
+        skipped.update((key, reasons[key]) for key in PLOT_KEYS if key in reasons)
+    return {key: written[key] for key in PLOT_KEYS if key in written}
+
+
+def draw_some(
+    result: RunResult, out_dir: Path, keys: list[str], reasons: dict[str, str]
+) -> dict[str, Path]:
+    """Draw these plots (in PLOT_KEYS order) in raq's style; why any was not, into ``reasons``."""
+    import matplotlib
+
+    font_log = logging.getLogger("matplotlib.font_manager")
+    font_level = font_log.level
+    font_log.setLevel(logging.ERROR)  # CJK fallback fonts often lack a 'normal' weight: noise
+    try:
+        with matplotlib.rc_context(style()):
+            return _draw_all(result, out_dir, reasons, keys)
+    finally:
+        font_log.setLevel(font_level)
+
+
+def serve_helper() -> None:
+    """The plot helper process (raq.report.plot_helper): prepare, say so, draw one job,
+    answer, exit."""
+    import pickle
+    import sys
+
+    logging.disable(logging.CRITICAL)  # the run logs the plots that failed, from the reasons
+    prepare_drawing()
+    sys.stdout.buffer.write(ready_line())
+    sys.stdout.buffer.flush()
+    try:
+        job: dict[str, Any] = pickle.load(sys.stdin.buffer)
+    except EOFError:  # the run ended without plots (interrupted, or drew them itself)
+        return
+    reasons: dict[str, str] = {}
+    written = draw_some(job["result"], Path(job["out_dir"]), job["keys"], reasons)
+    pickle.dump(({k: str(p) for k, p in written.items()}, reasons), sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    # Its plots are in place and its answer is sent: exit without the interpreter's teardown
+    # of matplotlib, numpy and their modules (about 0.1 s that the run waits for in close()).
+    os._exit(0)
+
+
+def prepare() -> None:
+    """Import what every plot needs and read the fonts' glyph tables now (about half a
+    second), so a run can do it in the background while its requests are in flight."""
+    import scikit_posthocs  # noqa: F401
+
+    prepare_drawing()
+
+
+def prepare_drawing() -> None:
+    """``prepare`` without the statistics' plots (scikit-posthocs, and pandas with it)."""
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure  # noqa: F401
+
+    plot_labels([])  # fills the font caches (font_families, drawable_codepoints)
+
+
+def _draw_all(
+    result: RunResult, out_dir: Path, reasons: dict[str, str], keys: list[str]
+) -> dict[str, Path]:
+
+    labels = plot_labels(list(result.summary_json["candidates"]))
+    drawers: dict[str, Drawer] = {
+        "bars": draw_bars,
+        "tradeoff": draw_tradeoff,
+        "significance": draw_significance,
+        "critical_difference": draw_critical_difference,
+        "latency": draw_latency,
+        "position_bias": draw_position_bias,
+    }
+    written: dict[str, Path] = {}
+    for key, draw in drawers.items():
+        if key not in keys:
+            continue
+        try:
+            drawn = draw(result, labels)
+        except Exception as exc:  # one bad plot must not cost the run its report
+            drawn = f"drawing failed: {type(exc).__name__}: {exc}"
+            log.warning("plot %s skipped: %s", key, drawn)
+        if isinstance(drawn, str):
+            reasons[key] = drawn
+            continue
+        path = out_dir / f"{key}.png"
+        tmp = temporary_beside(path)  # a run and a raq report may draw at once
+        try:
+            drawn.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+            os.replace(tmp, path)
+            written[key] = path
+        finally:
+            tmp.unlink(missing_ok=True)
+    return written
