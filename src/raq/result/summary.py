@@ -247,23 +247,12 @@ def check_limits(config: RunConfig, summary: dict[str, Any]) -> list[str]:
             )  # fmt: skip
             problems += [f"gate: {v.line()}" for v in verdicts if not v.passed]
     if config.max_failure_rate is not None:
-        for name, entry in summary["candidates"].items():
-            if (
-                entry["answers"]
-                and entry["failed_answers"] / entry["answers"] > config.max_failure_rate
-            ):
-                problems.append(
-                    f"candidate '{name}': {entry['failed_answers']} of {entry['answers']} answers "
-                    f"failed, above max_failure_rate={config.max_failure_rate:g}"
-                )
-        for name, entry in summary["judges"].items():
-            if (
-                entry["judgments"]
-                and entry["failed_judgments"] / entry["judgments"] > config.max_failure_rate
-            ):
-                problems.append(
-                    f"judge '{name}': {entry['failed_judgments']} of {entry['judgments']} "
-                    "judgments "
-                    f"failed, above max_failure_rate={config.max_failure_rate:g}"
-                )
+        for role, unit in (("candidate", "answers"), ("judge", "judgments")):
+            for name, entry in summary[f"{role}s"].items():
+                total, failed = entry[unit], entry[f"failed_{unit}"]
+                if total and failed / total > config.max_failure_rate:
+                    problems.append(
+                        f"{role} '{name}': {failed} of {total} {unit} failed, above "
+                        f"max_failure_rate={config.max_failure_rate:g}"
+                    )
     return problems
