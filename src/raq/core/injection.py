@@ -16,7 +16,7 @@ _PATTERNS = [
     r"\b(ignore|disregard|forget|override)\b.{0,30}\b(previous|prior|above|earlier|preceding|all|"
     r"your|the)\b.{0,20}\b(instructions?|prompts?|rules|directions|guidelines)\b",
     r"\b(rank|rate|score|grade|judge|place|put|mark)\b.{0,20}\b(this|my|me|the following)\b.{0,20}"
-    r"\b(first|highest|top|best|number one|#\s*1|above (all|the) others?)\b",
+    r"(\b(first|highest|top|best|number one|above (all|the) others?)\b|#\s*1(?!\d))",
     r"\b(dear|attention|note (to|for)|hey|to) (the )?(judge|grader|evaluator|ranker|assessor)\b",
     r"\b(you are|you're|as) (an? |the )?(judge|grader|evaluator|ranker)\b",
     r"\b(system prompt|new instructions?|developer message)\b",
