@@ -58,12 +58,17 @@ def test_a_run_and_a_fresh_report_of_its_store_write_identical_files(
 def test_a_run_writes_every_output_when_preparing_them_in_the_background_fails(
     make_config: ConfigWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    calls = []
+
     def broken() -> None:
+        calls.append(1)
         raise RuntimeError("no fonts today")
 
     monkeypatch.setattr("raq.report.plots.prepare", broken)
+    monkeypatch.setattr("raq.pipeline.run.PREPARE_OUTPUTS_AFTER_S", 0.0)  # a short run
     run_dir = tmp_path / "run"
     result = raq.evaluate(make_config(repeats=1), output=run_dir, progress=False)
+    assert calls == [1]
     assert set(result.plots) == set(PLOTS)
     assert all((run_dir / name).stat().st_size > 0 for name in _files(run_dir))
 

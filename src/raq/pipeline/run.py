@@ -41,6 +41,10 @@ T = TypeVar("T")
 # Seconds into the requests when the plot helper process starts: a shorter run ends before the
 # helper could be ready, and would only pay for starting it.
 PLOT_HELPER_AFTER_S = 2.0
+# Seconds into the requests when the outputs' imports start in the background: they overlap
+# the waits of a run whose requests take time, and stay out of the request stage of a short
+# one (whose total they would not shorten: the imports hold the GIL the requests need).
+PREPARE_OUTPUTS_AFTER_S = 1.0
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -162,7 +166,10 @@ async def _evaluate_in(
         client.on_event = lambda kind, message: reporter.note(message)
         async with client:
             pipeline.client = client
-            outputs_ready = _prepare_outputs()
+            preparing: list[threading.Thread] = []
+            prepare_due = asyncio.get_running_loop().call_later(
+                PREPARE_OUTPUTS_AFTER_S, lambda: preparing.append(_prepare_outputs())
+            )
             # Not for a run shorter than the helper's own start (about 1 s of imports).
             helper_due = asyncio.get_running_loop().call_later(
                 PLOT_HELPER_AFTER_S, lambda: helpers.extend(filter(None, [PlotHelper.start()]))
@@ -171,6 +178,7 @@ async def _evaluate_in(
                 await pipeline.run()
             finally:
                 helper_due.cancel()
+                prepare_due.cancel()
                 store.set_meta(
                     "judge_modes", {n: s.asker.mode for n, s in judges.items() if s.asker.mode}
                 )
@@ -191,7 +199,8 @@ async def _evaluate_in(
             cache.close()
     # Deferred for start-up, not a circle: finalize loads pandas, scipy and matplotlib, which
     # the requests do not need, so the first request goes out before they are imported.
-    outputs_ready.join()
+    for thread in preparing:
+        thread.join()
     from raq.pipeline.finalize import finalize
 
     try:
