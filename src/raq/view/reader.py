@@ -20,6 +20,7 @@ from typing import Any
 
 from raq.core.errors import StoreError
 from raq.store import RUN_FORMAT, STORE_NAME, read_only_uri
+from raq.view.filters import FILTERS, MIN_FTS_CHARS, order_sql
 
 # Answer and judgment columns the page shows in their own place, not among the extra fields.
 _ANSWER_SHOWN = {"question_id", "candidate", "answer", "fingerprint", "created_at"}
@@ -27,8 +28,6 @@ _JUDGMENT_SHOWN = {"question_id", "repeat", "judge", "fingerprint", "presented_o
                    "raw_output", "ranks", "created_at", "controls"}  # fmt: skip
 # Integer columns that hold flags (SQLite has no boolean type), shown as yes/no.
 _FLAGS = {"tokens_estimated", "cached", "truncated", "thinking_tokens_estimated"}
-FILTERS = ("all", "disagree", "repeats", "judge_failed", "control", "failed", "search")
-MIN_FTS_CHARS = 3  # the trigram index matches strings of at least three characters
 SEARCH_CHUNK = 2_000  # rows per insert while the search index is built
 BUSY_TIMEOUT_MS = 300_000  # filters are built one at a time; a second one waits its turn
 
@@ -261,85 +260,13 @@ class RunReader:
             build_lock = self._order_locks.setdefault(key, threading.Lock())
         with build_lock:
             if key not in self._orders:
-                select, args = self._order_sql(kind, a, b, text)
+                scope, scope_args = self._judgment_scope()
+                select, args = order_sql(
+                    kind, a, b, text, scope=scope, scope_args=scope_args,
+                    candidates=self.candidates, failed_answer_sql=self._failed_answer_sql("a"),
+                )  # fmt: skip
                 self._orders[key] = self._materialise(f"order_{key}", select, args)
         return self._orders[key]
-
-    def _order_sql(
-        self, kind: str, a: str | None, b: str | None, text: str | None
-    ) -> tuple[str, tuple]:
-        """A SELECT of (question_id, score) in the order the list shows them."""
-        scope, scope_args = self._judgment_scope()
-        if kind == "disagree":
-            # rank(a) - rank(b) averaged over the judgments ranking both; ties (0) left out.
-            return (
-                "SELECT q.id, AVG(ra.value - rb.value) AS d FROM run.judgments j"
-                " JOIN run.questions q ON q.id = j.question_id,"
-                " json_each(j.ranks) ra, json_each(j.ranks) rb"
-                f" WHERE j.error IS NULL AND {scope} AND ra.key = ? AND rb.key = ?"
-                " GROUP BY q.id HAVING d != 0 ORDER BY ABS(d) DESC, MIN(q.idx)",
-                (*scope_args, a, b),
-            )
-        if kind == "repeats":
-            # Per question: the largest spread (max - min) of one candidate's rank over one
-            # judge's repeats.
-            return (
-                "SELECT s.question_id, MAX(s.spread) AS m FROM ("
-                "  SELECT j.question_id, MAX(r.value) - MIN(r.value) AS spread"
-                "  FROM run.judgments j, json_each(j.ranks) r"
-                f"  WHERE j.error IS NULL AND {scope}"
-                "  GROUP BY j.question_id, j.judge, r.key HAVING COUNT(*) > 1) s"
-                " JOIN run.questions q ON q.id = s.question_id"
-                " GROUP BY s.question_id HAVING m > 0 ORDER BY m DESC, MIN(q.idx)",
-                scope_args,
-            )
-        if kind == "judge_failed":
-            return (
-                "SELECT q.id, COUNT(*) FROM run.judgments j"
-                " JOIN run.questions q ON q.id = j.question_id"
-                f" WHERE j.error IS NOT NULL AND {scope} GROUP BY q.id ORDER BY MIN(q.idx)",
-                scope_args,
-            )
-        if kind == "control":
-            # What qualifies a judge (raq.stats.controls): the reference answer not ranked first,
-            # or ranked below the wrong answer. The wrong answer not last does not count: a
-            # candidate's own wrong answer may rightly share the bottom with it.
-            return (
-                "SELECT q.id, COUNT(*) FROM run.judgments j"
-                " JOIN run.questions q ON q.id = j.question_id"
-                f" WHERE j.error IS NULL AND j.controls IS NOT NULL AND {scope} AND ("
-                "  json_extract(j.controls, '$.\"#reference\"') > 1 OR"
-                "  json_extract(j.controls, '$.\"#reference\"')"
-                "   > json_extract(j.controls, '$.\"#wrong\"'))"
-                " GROUP BY q.id ORDER BY MIN(q.idx)",
-                scope_args,
-            )
-        if kind == "failed":
-            marks = ",".join("?" * len(self.candidates)) or "NULL"
-            return (
-                "SELECT q.id, COUNT(*) FROM run.answers a"
-                " JOIN run.questions q ON q.id = a.question_id"
-                f" WHERE a.candidate IN ({marks}) AND ({self._failed_answer_sql('a')})"
-                " GROUP BY q.id ORDER BY MIN(q.idx)",
-                tuple(self.candidates),
-            )
-        if kind == "search_index":
-            phrase = '"' + (text or "").replace('"', '""') + '"'
-            return (
-                "SELECT q.id, COUNT(*) FROM fts.search s"
-                " JOIN run.questions q ON q.id = s.question_id"
-                " WHERE s.search MATCH ? GROUP BY q.id ORDER BY MIN(q.idx)",
-                (phrase,),
-            )
-        if kind == "search_scan":
-            pattern = "%" + _escape_like(text or "") + "%"
-            return (
-                "SELECT q.id, (q.question LIKE ?1 ESCAPE '\\') + (SELECT COUNT(*) FROM"
-                "  run.answers a WHERE a.question_id = q.id AND a.answer LIKE ?1 ESCAPE '\\')"
-                " AS hits FROM run.questions q WHERE hits > 0 ORDER BY q.idx",
-                (pattern,),
-            )
-        raise ValueError(f"unknown filter {kind!r}")
 
     def _materialise(self, table: str, select: str, args: tuple) -> tuple[str, int]:
         """Run ``select`` once on a connection of its own (page reads go on meanwhile) and
@@ -521,7 +448,3 @@ def _loads(value: str | None) -> Any:
 
 def _clip(text: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
