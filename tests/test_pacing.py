@@ -262,3 +262,18 @@ async def test_an_endpoint_refusing_everything_still_fails_its_requests_promptly
         assert all(isinstance(o, RequestError) for o in outcomes)  # 429, then disabled
         [pacer] = client._pacers.values()
         assert not pacer.paced
+
+
+async def test_a_request_cancelled_as_the_window_opens_stays_cancelled() -> None:
+    """Ctrl-C cancels every waiting request; one cancelled in the same step as the answer that
+    opens the window must end cancelled (Python 3.11's asyncio.wait_for returned the answer
+    instead, and that worker went on asking: a run that ignored Ctrl-C)."""
+    pacer = Pacer(initial_window=1, clock=lambda: 0.0)
+    first = await pacer.before_request()
+    waiting = asyncio.create_task(pacer.before_request())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # the window of one is taken
+    pacer.on_response(first, 200, {})
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

@@ -303,9 +303,11 @@ class Pacer:
             next_at = self._first_sent_at + (doublings + 1) * _WINDOW_DOUBLING_S
             self._gate_waiters += 1
             try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the answer of
+                # a wait cancelled in the same step, and the cancellation (Ctrl-C) is lost.
                 with contextlib.suppress(TimeoutError):
-                    timeout = max(0.001, next_at - self._clock())
-                    await asyncio.wait_for(self._answered.wait(), timeout)
+                    async with asyncio.timeout(max(0.001, next_at - self._clock())):
+                        await self._answered.wait()
             finally:
                 self._gate_waiters -= 1
         if not self.paced:
