@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,13 @@ TEST_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "test-fake.yaml"
 def raq_cli_env() -> dict[str, str]:
     """The environment for a ``python -m raq`` subprocess: wide, plain output."""
     return {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a subprocess a test sends Ctrl-C: SIGINT acts as in a terminal. A
+    suite started in the background (``make test &``, some CI runners) ignores SIGINT, and its
+    children inherit that, so they would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 _NUMBER = re.compile(r"secret word number (\d+)")

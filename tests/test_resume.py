@@ -17,7 +17,13 @@ import pytest
 import raq
 from raq.testing import Behaviour, FakeOpenAIServer
 
-from .conftest import N_QUESTIONS, ConfigWriter, default_behaviours, raq_cli_env
+from .conftest import (
+    N_QUESTIONS,
+    ConfigWriter,
+    ctrl_c_as_in_a_terminal,
+    default_behaviours,
+    raq_cli_env,
+)
 
 
 def stored(run_dir: Path, table: str) -> int:
@@ -127,6 +133,7 @@ def _run_process(config: Path, out: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=raq_cli_env(),
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
 
 
