@@ -65,7 +65,7 @@ def test_a_run_writes_every_output_when_preparing_them_in_the_background_fails(
         raise RuntimeError("no fonts today")
 
     monkeypatch.setattr("raq.report.plots.prepare", broken)
-    monkeypatch.setattr("raq.pipeline.run.PREPARE_OUTPUTS_AFTER_S", 0.0)  # a short run
+    monkeypatch.setattr("raq.pipeline.outputs_ahead.PREPARE_OUTPUTS_AFTER_S", 0.0)  # a short run
     run_dir = tmp_path / "run"
     result = raq.evaluate(make_config(repeats=1), output=run_dir, progress=False)
     assert calls == [1]

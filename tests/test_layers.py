@@ -33,6 +33,7 @@ DEFERRED_ALLOWED = {
     "raq": "the public API loads on first use, so `import raq` is instant",
     "raq.cli.app": "each command imports what it needs, so `raq --help` answers at once",
     "raq.pipeline.run": "finalize (pandas, scipy, matplotlib) loads after the requests start",
+    "raq.pipeline.outputs_ahead": "the outputs' modules load in a thread during the requests",
     "raq.testing": "`python -m raq.testing.fake_server` must not import the module twice",
 }
 

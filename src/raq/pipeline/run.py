@@ -23,11 +23,11 @@ from raq.core.progress import Progress, make_progress
 from raq.endpoints.client import ChatClient
 from raq.endpoints.endpoint import Endpoint, endpoint_for
 from raq.endpoints.local import serving
+from raq.pipeline.outputs_ahead import OutputsAhead
 from raq.pipeline.preflight import preflight_endpoints
 from raq.pipeline.questions import stage_questions
 from raq.pipeline.run_dir import check_run_dir, storage_errors
 from raq.pipeline.schedule import Pipeline
-from raq.report.plot_helper import PlotHelper
 from raq.stages.judge import (
     JudgeSession,
 )
@@ -38,13 +38,6 @@ if TYPE_CHECKING:
     from raq.result import RunResult
 
 T = TypeVar("T")
-# Seconds into the requests when the plot helper process starts: a shorter run ends before the
-# helper could be ready, and would only pay for starting it.
-PLOT_HELPER_AFTER_S = 2.0
-# Seconds into the requests when the outputs' imports start in the background: they overlap
-# the waits of a run whose requests take time, and stay out of the request stage of a short
-# one (whose total they would not shorten: the imports hold the GIL the requests need).
-PREPARE_OUTPUTS_AFTER_S = 1.0
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -146,89 +139,58 @@ async def _evaluate_in(
     cache = open_cache(run_config.cache, use_cache, cache_path)
     reporter = make_progress(progress)
     local = contextlib.AsyncExitStack()
-    helpers: list[PlotHelper] = []  # a process that draws half the plots, once started
-    complete = False
+    ahead = OutputsAhead()
     try:
-        await stage_questions(run_config, store, shard, reporter)
-        _record_start(store, run_config, run_dir)
-        for name, session in judges.items():
-            session.asker.mode = session.asker.mode or store.get_meta("judge_modes", {}).get(name)
-        pipeline = Pipeline(run_config, store, candidates, judges, reporter)
-        with_work = pipeline.endpoints_with_work(cache, refresh)
-        if any(e.base_url == LOCAL_BASE_URL for _, e in with_work):
-            local_server = await local.enter_async_context(serving(reporter.note))
-            pipeline.point_local_endpoints(local_server.base_url)
-            with_work = [(role, pipeline.current(e)) for role, e in with_work]
-        if preflight:
-            await preflight_endpoints(with_work, pipeline)
-        client = ChatClient.from_settings(run_config, cache=cache, refresh=refresh)
-        client.redact.add(*pipeline.secrets())
-        client.on_event = lambda kind, message: reporter.note(message)
-        async with client:
-            pipeline.client = client
-            preparing: list[threading.Thread] = []
-            prepare_due = asyncio.get_running_loop().call_later(
-                PREPARE_OUTPUTS_AFTER_S, lambda: preparing.append(_prepare_outputs())
-            )
-            # Not for a run shorter than the helper's own start (about 1 s of imports).
-            helper_due = asyncio.get_running_loop().call_later(
-                PLOT_HELPER_AFTER_S, lambda: helpers.extend(filter(None, [PlotHelper.start()]))
-            )
-            try:
-                await pipeline.run()
-            finally:
-                helper_due.cancel()
-                prepare_due.cancel()
-                store.set_meta(
-                    "judge_modes", {n: s.asker.mode for n, s in judges.items() if s.asker.mode}
-                )
-                store.set_meta("requests", _counters(client))
-                store.set_meta("disabled_endpoints", client.disabled())
-        store.set_meta("status", "complete")
-        complete = True
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        store.set_meta("status", "interrupted")
-        raise
+        try:
+            await stage_questions(run_config, store, shard, reporter)
+            _record_start(store, run_config, run_dir)
+            stored_modes = store.get_meta("judge_modes", {})
+            for name, session in judges.items():
+                session.asker.mode = session.asker.mode or stored_modes.get(name)
+            pipeline = Pipeline(run_config, store, candidates, judges, reporter)
+            with_work = pipeline.endpoints_with_work(cache, refresh)
+            if any(e.base_url == LOCAL_BASE_URL for _, e in with_work):
+                local_server = await local.enter_async_context(serving(reporter.note))
+                pipeline.point_local_endpoints(local_server.base_url)
+                with_work = [(role, pipeline.current(e)) for role, e in with_work]
+            if preflight:
+                await preflight_endpoints(with_work, pipeline)
+            client = ChatClient.from_settings(run_config, cache=cache, refresh=refresh)
+            client.redact.add(*pipeline.secrets())
+            client.on_event = lambda kind, message: reporter.note(message)
+            async with client:
+                pipeline.client = client
+                ahead.schedule()
+                try:
+                    await pipeline.run()
+                finally:
+                    ahead.stop_scheduling()
+                    store.set_meta(
+                        "judge_modes", {n: s.asker.mode for n, s in judges.items() if s.asker.mode}
+                    )
+                    store.set_meta("requests", _counters(client))
+                    store.set_meta("disabled_endpoints", client.disabled())
+            store.set_meta("status", "complete")
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            store.set_meta("status", "interrupted")
+            raise
+        finally:
+            reporter.stop()
+            await local.aclose()
+            if cache is not None:
+                cache.close()
+        ahead.join()
+        # Deferred for start-up, not a circle: finalize loads pandas, scipy and matplotlib,
+        # which the requests do not need, so the first request goes out before they are
+        # imported.
+        from raq.pipeline.finalize import finalize
+
+        try:
+            return finalize(run_dir, store, ahead.plot_helper)
+        finally:
+            store.close()
     finally:
-        if not complete:
-            for helper in helpers:
-                helper.close()
-        reporter.stop()
-        await local.aclose()
-        if cache is not None:
-            cache.close()
-    # Deferred for start-up, not a circle: finalize loads pandas, scipy and matplotlib, which
-    # the requests do not need, so the first request goes out before they are imported.
-    for thread in preparing:
-        thread.join()
-    from raq.pipeline.finalize import finalize
-
-    try:
-        return finalize(run_dir, store, helpers[0] if helpers else None)
-    finally:
-        store.close()
-        for helper in helpers:
-            helper.close()
-
-
-def _prepare_outputs() -> threading.Thread:
-    """Import what the outputs need (pandas, scipy, statsmodels, matplotlib, the report modules,
-    the fonts' glyph tables) in a background thread while the requests are in flight: about a
-    second of work that would otherwise follow the last answer. A failure is left for the
-    outputs themselves to meet and report."""
-
-    def prepare() -> None:
-        with contextlib.suppress(Exception):
-            import statsmodels.stats.multitest  # noqa: F401
-
-            import raq.pipeline.finalize  # noqa: F401
-            from raq.report.plots import prepare
-
-            prepare()
-
-    thread = threading.Thread(target=prepare, name="raq-prepare-outputs", daemon=True)
-    thread.start()
-    return thread
+        ahead.close()
 
 
 def _load(

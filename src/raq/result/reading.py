@@ -14,7 +14,13 @@ from raq.config import RunConfig
 from raq.core.injection import addresses_judge
 from raq.core.records import Answer, Judgment
 from raq.result.files import JsonlWriter, RanksCsv, write_jsonl
-from raq.result.tables import ANSWER_FIELDS, Interned, current_judgments, rank_rows
+from raq.result.tables import (
+    ANSWER_FIELDS,
+    Interned,
+    current_judgments,
+    presented_positions,
+    rank_rows,
+)
 from raq.stats.answer_summary import error_kind, summarise_answers
 from raq.stats.controls import ControlScore, ControlTally
 from raq.stats.tally import RankStream, WordsRanks, words_rank_counts
@@ -144,7 +150,7 @@ def _rank_stream(
     stream = RankStream(names_by_judge, verdict_judges)
     for judgment in store.judgments():
         if judgment.ok and current(judgment.judge, judgment.repeat):
-            positions = {name: i + 1 for i, name in enumerate(judgment.presented_order)}
+            positions = presented_positions(judgment)
             _add_ranks(stream, judgment, {name: positions.get(name) for name in judgment.ranks})
     return stream.close()
 

@@ -67,11 +67,16 @@ def rank_rows(judgment: Judgment, names: Interned) -> list[tuple]:
     """A successful judgment's rows of RANK_COLUMNS; the position is 1-based in the presented
     order."""
     j = judgment
-    position = {name: i + 1 for i, name in enumerate(j.presented_order)}
+    position = presented_positions(j)
     return [
         (j.question_id, j.repeat, names[j.judge], names[name], float(rank), position.get(name))
         for name, rank in j.ranks.items()
     ]
+
+
+def presented_positions(judgment: Judgment) -> dict[str, int]:
+    """Each candidate's 1-based place in the order the judge was shown the answers."""
+    return {name: i + 1 for i, name in enumerate(judgment.presented_order)}
 
 
 def answer_metrics_frame(rows: Iterable[tuple]) -> pd.DataFrame:
