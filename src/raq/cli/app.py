@@ -404,6 +404,7 @@ def demo(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory.")] = None,
     limit: Annotated[int | None, typer.Option(help="Questions to use (default 40).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    refresh: Annotated[bool, typer.Option(help="Ignore cached responses and call again.")] = False,
 ) -> None:
     """Run the whole RAQ job offline on a real local model (configs/demo.yaml)."""
     from raq.config import demo_config_path
@@ -415,7 +416,7 @@ def demo(
         shard=None,
         limit=limit,
         repeats=None,
-        refresh=False,
+        refresh=refresh,
         cache=True,
         preflight=True,
         quiet=quiet,
