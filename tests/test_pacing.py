@@ -136,6 +136,31 @@ async def test_without_any_answer_the_initial_window_doubles_as_time_passes() ->
     await asyncio.wait_for(asyncio.gather(*waiting), 1)
 
 
+async def test_requests_sent_as_time_passed_do_not_hold_back_the_next_window() -> None:
+    """A server slower than the window's doubling: the first window's answers open the next
+    one even while the requests the doubling let out are still in flight (waiting for those
+    cost a whole answer time at the start of every run against such a server)."""
+    now = [0.0]
+    pacer = Pacer(initial_window=2, clock=lambda: now[0])
+    first = [await pacer.before_request() for _ in range(2)]
+    now[0] = 0.101  # one doubling: 4 in all
+    second = [await asyncio.wait_for(pacer.before_request(), 1) for _ in range(2)]
+    waiting = asyncio.create_task(pacer.before_request())
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    for ticket in first:
+        pacer.on_response(ticket, 200, {})
+    # The first window is accepted: the next is twice as large again, on top of the time's
+    # doubling (2 + 2 * 2**2 = 10 in all), though the second pair has not answered yet.
+    await asyncio.wait_for(waiting, 1)
+    more = [await asyncio.wait_for(pacer.before_request(), 1) for _ in range(5)]
+    assert len(second) + len(more) + 3 == pacer.sent == 10
+    blocked = asyncio.create_task(pacer.before_request())
+    await asyncio.sleep(0.02)
+    assert not blocked.done()
+    blocked.cancel()
+
+
 async def _ask_all(
     server: FakeOpenAIServer, n: int, concurrency: int, api_key: str | None = None
 ) -> tuple[ChatClient, list[Endpoint], int]:
