@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from raq import __version__
+from raq.cli.leave import leave
 from raq.core.errors import RaqError
 from raq.result.gate import MAX_FAILED, MIN_QUESTIONS  # light: json and dataclasses only
 
@@ -445,11 +446,16 @@ def serve_local(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: the command, then an exit without the interpreter's
+    teardown (raq.cli.leave)."""
+    code: object = 0
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
+    except SystemExit as done:
+        code = done.code
+    leave(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
