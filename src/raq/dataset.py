@@ -79,25 +79,42 @@ def _map_rows(rows: Iterator[Row], config: DatasetConfig) -> Iterator[tuple[QAIt
 
 def load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
     """Rows in run order, fetched one at a time (the dataset is read here, eagerly)."""
+    path = config.path
+    local = path.startswith(BUILTIN_PREFIX) or Path(path).suffix.lower() in LOCAL_BUILDERS
+    if local and not path.startswith(BUILTIN_PREFIX) and not Path(path).is_file():
+        raise DatasetError(f"dataset file not found: {path}")
+    split = config.split
+    if path.startswith(BUILTIN_PREFIX):
+        path, split = str(builtin_path(path[len(BUILTIN_PREFIX) :])), "train"
+    rows: Any = _json_lines_as_written(Path(path)) if path.lower().endswith(".jsonl") else None
+    if rows is None:
+        rows = _load_with_datasets(config, path, split)
+    indices = array("q", range(len(rows)))
+    if config.shuffle:
+        import random
+
+        random.Random(seed).shuffle(indices)
+    # Map a little more than the limit, since rows without an answer are skipped.
+    if config.limit:
+        indices = indices[: max(config.limit * 2, config.limit + 100)]
+    return _rows_at(rows, indices)
+
+
+def _load_with_datasets(config: DatasetConfig, path: str, split: str) -> Any:
+    """Rows through the ``datasets`` library: a hub dataset, CSV, Parquet, JSON, or JSONL
+    whose rows differ in their fields."""
     import datasets
 
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     datasets.disable_progress_bars()
-    path = config.path
     try:
-        if path.startswith(BUILTIN_PREFIX):
-            rows = _staged_file("json", str(builtin_path(path[len(BUILTIN_PREFIX) :])), "train")
-        elif Path(path).suffix.lower() in LOCAL_BUILDERS:
-            if not Path(path).is_file():
-                raise DatasetError(f"dataset file not found: {path}")
+        if Path(path).suffix.lower() in LOCAL_BUILDERS:
             builder = LOCAL_BUILDERS[Path(path).suffix.lower()]
             if Path(path).suffix.lower() == ".jsonl":
                 _check_json_lines(Path(path))
-            rows = _staged_file(builder, path, config.split)
+            rows = _staged_file(builder, path, split)
         else:
-            rows = datasets.load_dataset(
-                path, config.name, split=config.split, revision=config.revision
-            )
+            rows = datasets.load_dataset(path, config.name, split=split, revision=config.revision)
     except DatasetError:
         raise
     except Exception as exc:  # datasets raises many kinds; the user needs one line
@@ -108,15 +125,7 @@ def load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
             ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatasetError(f"dataset '{path}' (split '{config.split}'): {first}") from None
-    indices = array("q", range(len(rows)))
-    if config.shuffle:
-        import random
-
-        random.Random(seed).shuffle(indices)
-    # Map a little more than the limit, since rows without an answer are skipped.
-    if config.limit:
-        indices = indices[: max(config.limit * 2, config.limit + 100)]
-    return _rows_at(rows, indices)
+    return rows
 
 
 def _rows_at(rows: Any, indices: array[int]) -> Iterator[Row]:
@@ -190,6 +199,74 @@ class _StagedRows:
 
     def close(self) -> None:
         self._conn.close()
+
+
+class _Irregular(Exception):
+    """Rows whose fields differ: datasets' loader unifies them (a missing field is null)."""
+
+
+def _json_lines_as_written(path: Path) -> _StagedRows | None:
+    """A JSONL file's rows exactly as written, staged like ``_staged_file``'s; None when its
+    rows do not all have the same fields (nested ones too), which are left to datasets.
+
+    Read by raq, not by datasets: no column types are inferred, so a column of dates stays
+    text (datasets' loader turns ``"1998-03-04"`` into a timestamp, and a reference answer
+    into ``"1998-03-04 00:00:00"``) and ``42`` stays ``42`` beside floats; and the set-up does
+    not import datasets (about half a second)."""
+    shape: list[object] = [None]
+
+    def rows() -> Iterator[dict[str, Any]]:
+        with path.open("rb") as lines:
+            for number, raw in enumerate(lines, start=1):
+                try:  # a byte-order mark (an editor's on Windows) is no part of the first row
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise DatasetError(f"{path}:{number}: not UTF-8 text") from None
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise _Irregular
+                shape[0] = _agree(shape[0], _shape(row))
+                yield row
+
+    try:
+        return _StagedRows(rows())
+    except _Irregular:
+        return None
+    except OSError as exc:
+        raise DatasetError(f"dataset '{path}': cannot be read ({exc.strerror})") from None
+
+
+def _shape(value: Any) -> object:
+    """The fields of a value, nested: what two rows must share to be read alike."""
+    if isinstance(value, dict):
+        if not value:
+            raise _Irregular  # datasets cannot type an empty object
+        return tuple((key, _shape(item)) for key, item in value.items())
+    if isinstance(value, list):
+        inner: object = None
+        for item in value:
+            inner = _agree(inner, _shape(item))
+        return ["list", inner]
+    return None if value is None else "scalar"
+
+
+def _agree(a: object, b: object) -> object:
+    """One shape for two that agree (null agrees with anything, an empty list with any
+    list); ``_Irregular`` when they do not."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    if isinstance(a, list) and isinstance(b, list):
+        return ["list", _agree(a[1], b[1])]
+    if isinstance(a, tuple) and isinstance(b, tuple) and [k for k, _ in a] == [k for k, _ in b]:
+        return tuple((key, _agree(x, y)) for (key, x), (_, y) in zip(a, b, strict=True))
+    raise _Irregular
 
 
 def _check_json_lines(path: Path) -> None:
