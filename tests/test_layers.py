@@ -34,6 +34,7 @@ DEFERRED_ALLOWED = {
     "raq.cli.app": "each command imports what it needs, so `raq --help` answers at once",
     "raq.pipeline.run": "finalize (pandas, scipy, matplotlib) loads after the requests start",
     "raq.pipeline.outputs_ahead": "the outputs' modules load in a thread during the requests",
+    "raq.pipeline.records_ahead": "the record pass needs those modules: it starts once loaded",
     "raq.testing": "`python -m raq.testing.fake_server` must not import the module twice",
 }
 

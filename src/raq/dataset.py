@@ -241,12 +241,18 @@ def _json_lines_as_written(path: Path) -> _StagedRows | None:
         raise DatasetError(f"dataset '{path}': cannot be read ({exc.strerror})") from None
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
 def _shape(value: Any) -> object:
     """The fields of a value, nested: what two rows must share to be read alike."""
     if isinstance(value, dict):
         if not value:
             raise _Irregular  # datasets cannot type an empty object
-        return tuple((key, _shape(item)) for key, item in value.items())
+        return tuple(
+            (key, "scalar" if type(item) in _SCALARS else _shape(item))
+            for key, item in value.items()
+        )
     if isinstance(value, list):
         inner: object = None
         for item in value:

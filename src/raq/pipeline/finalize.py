@@ -18,21 +18,31 @@ from raq.report.plot_helper import PlotHelper
 from raq.report.plots import write_plots
 from raq.result.evidence import pair_evidence
 from raq.result.files import Replacing, json_safe
-from raq.result.reading import read_records
+from raq.result.reading import RecordPass, read_records
 from raq.result.record import RunResult, open_run_store
 from raq.result.summary import build_summary, check_limits, empty_frame, summary_frame, verdict_test
 from raq.store import RunStore
 
 
-def finalize(run_dir: Path, store: RunStore, plot_helper: PlotHelper | None = None) -> RunResult:
+def finalize(
+    run_dir: Path,
+    store: RunStore,
+    plot_helper: PlotHelper | None = None,
+    record_pass: RecordPass | None = None,
+) -> RunResult:
     """Render every output file of the run directory from the store and build the result
-    (with ``plot_helper``, a second process draws some of the plots)."""
-    records = read_records(
-        store,
-        judgments_jsonl=run_dir / "judgments.jsonl",
-        answers_jsonl=run_dir / "answers.jsonl",
-        ranks_csv=run_dir / "ranks.csv",
-    )
+    (with ``plot_helper``, a second process draws some of the plots; with ``record_pass``,
+    the records were partly read during the requests, into the same files)."""
+    if record_pass is not None:
+        with store.snapshot():
+            records = record_pass.finish()
+    else:
+        records = read_records(
+            store,
+            judgments_jsonl=run_dir / "judgments.jsonl",
+            answers_jsonl=run_dir / "answers.jsonl",
+            ranks_csv=run_dir / "ranks.csv",
+        )
     config = records.config
     ranks = records.ranks
     stats, stats_error = verdict_test(

@@ -45,6 +45,10 @@ class OutputsAhead:
         for timer in self._timers:
             timer.cancel()
 
+    def imports_ready(self) -> bool:
+        """Whether the outputs' modules are imported (the background imports are done)."""
+        return self._imports is not None and not self._imports.is_alive()
+
     def join(self) -> None:
         """Wait for the imports, if they started (a failure among them is left for the
         outputs themselves to meet and report)."""

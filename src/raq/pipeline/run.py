@@ -26,6 +26,7 @@ from raq.endpoints.local import serving
 from raq.pipeline.outputs_ahead import OutputsAhead
 from raq.pipeline.preflight import preflight_endpoints
 from raq.pipeline.questions import stage_questions
+from raq.pipeline.records_ahead import RecordsAhead
 from raq.pipeline.run_dir import check_run_dir, storage_errors
 from raq.pipeline.schedule import Pipeline
 from raq.stages.judge import (
@@ -140,6 +141,7 @@ async def _evaluate_in(
     reporter = make_progress(progress)
     local = contextlib.AsyncExitStack()
     ahead = OutputsAhead()
+    records: RecordsAhead | None = None
     try:
         try:
             await stage_questions(run_config, store, shard, reporter)
@@ -148,6 +150,7 @@ async def _evaluate_in(
             for name, session in judges.items():
                 session.asker.mode = session.asker.mode or stored_modes.get(name)
             pipeline = Pipeline(run_config, store, candidates, judges, reporter)
+            records = RecordsAhead(run_dir, store, pipeline.finished_below, ahead.imports_ready)
             with_work = pipeline.endpoints_with_work(cache, refresh)
             if any(e.base_url == LOCAL_BASE_URL for _, e in with_work):
                 local_server = await local.enter_async_context(serving(reporter.note))
@@ -161,10 +164,12 @@ async def _evaluate_in(
             async with client:
                 pipeline.client = client
                 ahead.schedule()
+                reading = asyncio.create_task(records.run())
                 try:
                     await pipeline.run()
                 finally:
                     ahead.stop_scheduling()
+                    reading.cancel()  # between two reads: it never stops inside one
                     store.set_meta(
                         "judge_modes", {n: s.asker.mode for n, s in judges.items() if s.asker.mode}
                     )
@@ -186,10 +191,12 @@ async def _evaluate_in(
         from raq.pipeline.finalize import finalize
 
         try:
-            return finalize(run_dir, store, ahead.plot_helper)
+            return finalize(run_dir, store, ahead.plot_helper, records.take())
         finally:
             store.close()
     finally:
+        if records is not None:
+            records.discard()
         ahead.close()
 
 

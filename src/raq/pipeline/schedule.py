@@ -57,6 +57,10 @@ class Pipeline:
         # Phased schedule: set once every candidate has been asked every question in this run,
         # so judging reuses those answers (a failed one too) instead of asking again.
         self._answers_final = False
+        # The questions being answered and judged, and the next one to start (taken in index
+        # order): every question below the smallest in flight has all its records stored.
+        self._in_flight: set[int] = set()
+        self._next_index = 0
 
     def point_local_endpoints(self, base_url: str) -> None:
         """Send ``base_url: local`` endpoints to the server raq started."""
@@ -175,7 +179,20 @@ class Pipeline:
         await asyncio.gather(*(one_model_at_a_time(names) for names in by_server.values()))
         self._answers_final = True
 
+    def finished_below(self) -> int:
+        """A question index below which every question of the run has all its answers and
+        judgments stored (its outputs can be read while the later ones are in flight)."""
+        return min(self._in_flight, default=self._next_index)
+
     async def _question(self, index: int, item: QAItem) -> None:
+        self._in_flight.add(index)
+        self._next_index = max(self._next_index, index + 1)
+        try:
+            await self._answer_and_judge(index, item)
+        finally:
+            self._in_flight.discard(index)
+
+    async def _answer_and_judge(self, index: int, item: QAItem) -> None:
         names = list(self.candidates)
         stored = self.store.stored_answers(item.id)
         answers = await asyncio.gather(

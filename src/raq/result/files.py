@@ -62,12 +62,6 @@ class RanksCsv(Replacing):
         self._writer.writerows([tuple(map(csv_cell, row)) for row in rows])
 
 
-def write_jsonl(path: Path, rows: Any) -> None:
-    with JsonlWriter(path) as out:
-        for row in rows:
-            out.write(row)
-
-
 def json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value

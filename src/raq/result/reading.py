@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from raq.config import RunConfig
 from raq.core.injection import addresses_judge
 from raq.core.records import Answer, Judgment
-from raq.result.files import JsonlWriter, RanksCsv, write_jsonl
+from raq.result.files import JsonlWriter, RanksCsv
 from raq.result.tables import (
     ANSWER_FIELDS,
     Interned,
@@ -60,83 +60,153 @@ def read_records(
     with the number of questions beyond two numbers per question and candidate (the question
     bootstrap's)."""
     with store.snapshot():
-        return _read_records(store, judgments_jsonl, answers_jsonl, ranks_csv)
+        return RecordPass(store, judgments_jsonl, answers_jsonl, ranks_csv).finish()
 
 
-def _read_records(
-    store: RunStore,
-    judgments_jsonl: Path | None,
-    answers_jsonl: Path | None,
-    ranks_csv: Path | None,
-) -> RunRecords:
-    config = RunConfig.model_validate(store.get_meta("config"))
-    candidates = [c.name for c in config.candidates]
-    current = current_judgments(config)
-    addressing: dict[str, int] = dict.fromkeys(candidates, 0)  # answers speaking to the judge
-    if answers_jsonl is not None:
-        write_jsonl(answers_jsonl, (_flagged_row(a, addressing) for a in store.answers(candidates)))
-    else:
-        for answer in store.answers(candidates):
-            _flagged_row(answer, addressing)
+# The largest question index SQLite stores: "every question from here on".
+_LAST = 2**63 - 1
+
+
+class RecordPass:
+    """``read_records``' pass, fed the questions in index order a range at a time.
+
+    A run feeds it the questions its requests have finished (``feed``) while the others are
+    still in flight, so when the last answer lands only the last few questions are left to
+    read (``finish``). The files and tallies are those of one pass over the whole store: the
+    questions go through in the same order, whatever the ranges.
+
+    Which candidates each judge ranked must be known before the first rank goes in. Read from
+    the store, it is known only at the end of a run; fed during the run, the pass assumes
+    every judge ranks every candidate (``expect_every_rank``), checks it in ``finish``, and
+    when it was wrong (a candidate or a judge that never succeeded) reads everything again.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        judgments_jsonl: Path | None = None,
+        answers_jsonl: Path | None = None,
+        ranks_csv: Path | None = None,
+        *,
+        expect_every_rank: bool = False,
+    ) -> None:
+        self.store = store
+        self.paths = (judgments_jsonl, answers_jsonl, ranks_csv)
+        config = RunConfig.model_validate(store.get_meta("config"))
+        self.config = config
+        self.candidates = [c.name for c in config.candidates]
+        self.current = current_judgments(config)
+        if expect_every_rank:
+            self.names_by_judge = {j.name: set(self.candidates) for j in config.judges}
+        else:
+            self.names_by_judge = _names_by_judge(store, self.current)
+        self.expected = expect_every_rank
+        self.addressing: dict[str, int] = dict.fromkeys(self.candidates, 0)
+        # One pass over the judgments, with every judge in the verdict: the planted controls
+        # are scored in the same pass, and only when a judge fails them are the ranks read
+        # again.
+        self.stream = RankStream(self.names_by_judge)
+        self.tallies = {judge.name: _new_tally() for judge in config.judges}
+        self.control_tallies = {j.name: ControlTally(j.name) for j in config.judges}
+        self.plants_controls = any(j.plants_controls for j in config.judges)
+        self.names = Interned()
+        self._files = contextlib.ExitStack()
+        self._answers_out = self._open(JsonlWriter, answers_jsonl)
+        self._judgments_out = self._open(JsonlWriter, judgments_jsonl)
+        self._ranks_out = self._open(RanksCsv, ranks_csv)
+        self.read_below = 0  # the questions below this index are read
+
+    def _open(self, kind: type[JsonlWriter] | type[RanksCsv], path: Path | None) -> Any:
+        return self._files.enter_context(kind(path)) if path is not None else None
+
+    def feed(self, below: int = _LAST) -> None:
+        """Read the questions from the last one read up to (not including) index ``below``:
+        every one of them must have all its answers and judgments stored."""
+        if below <= self.read_below:
+            return
+        span = (self.read_below, below)
+        for answer in self.store.answers(self.candidates, span):
+            row = _flagged_row(answer, self.addressing)
+            if self._answers_out is not None:
+                self._answers_out.write(row)
+        for judgment in self.store.judgments(span):
+            if not self.current(judgment.judge, judgment.repeat):
+                continue
+            _tally(self.tallies[judgment.judge], judgment)
+            if self.plants_controls:
+                self.control_tallies[judgment.judge].add(judgment)
+            if judgment.ok:
+                rows = rank_rows(judgment, self.names)
+                _add_ranks(self.stream, judgment, {row[3]: row[5] for row in rows})
+                if self._ranks_out is not None:
+                    self._ranks_out.write(rows)
+            if self._judgments_out is not None:
+                self._judgments_out.write(_judgment_row(judgment))
+        self.read_below = below
+
+    def discard(self) -> None:
+        """Stop without writing: the files being written are removed, the old ones kept."""
+        self._files.__exit__(RuntimeError, RuntimeError("discarded"), None)
+
+    def finish(self) -> RunRecords:
+        """Read the questions left, write the files, and return the records."""
+        if self.expected and _names_by_judge(self.store, self.current) != self.names_by_judge:
+            self.discard()
+            return RecordPass(self.store, *self.paths).finish()
+        try:
+            self.feed()
+        except BaseException:
+            self.discard()
+            raise
+        self._files.close()
+        return self._records()
+
+    def _records(self) -> RunRecords:
+        store, config, current, stream = self.store, self.config, self.current, self.stream
+        stream.close()
+        controls = {name: tally.score() for name, tally in self.control_tallies.items()}
+        verdict_judges = [
+            judge.name
+            for judge in config.judges
+            if not config.stats.exclude_unqualified_judges
+            or controls.get(judge.name) is None
+            or controls[judge.name].qualified
+        ]
+        if not set(stream.judges) <= set(verdict_judges):
+            stream = _rank_stream(store, self.names_by_judge, verdict_judges, current)
+        answers, boxes = {}, {}
+        for candidate in config.candidates:
+            price = candidate.price
+            prices = (price.input_per_million, price.output_per_million) if price else None
+            answers[candidate.name], boxes[candidate.name] = summarise_answers(
+                store.answer_metrics([candidate.name]), prices
+            )
+            answers[candidate.name]["answers_addressing_judge"] = self.addressing[candidate.name]
+        words_ranks = words_rank_counts(
+            (judge, candidate, question, words, rank)
+            for judge, candidate, question, repeat, words, rank in store.words_and_ranks(
+                self.candidates
+            )
+            if current(judge, repeat)
+        )
+        meta = {
+            key: store.get_meta(key)
+            for key in ("name", "created_at", "updated_at", "status", "requests",
+                        "disabled_endpoints")
+        }  # fmt: skip
+        return RunRecords(
+            config, store.question_count(), stream, answers, boxes, words_ranks, self.tallies,
+            meta, controls,
+        )  # fmt: skip
+
+
+def _names_by_judge(store: RunStore, current: Callable[[str, int], bool]) -> dict[str, set[str]]:
+    """Which candidates each judge ranked at least once (in a current repeat)."""
     names_by_judge: dict[str, set[str]] = {}
     for judge, repeat, name in store.ranked_candidates():
         if current(judge, repeat):
             names_by_judge.setdefault(judge, set()).add(name)
-    # One pass over the judgments, with every judge in the verdict: the planted controls are
-    # scored in the same pass, and only when a judge fails them are the ranks read again.
-    stream = RankStream(names_by_judge)
-    tallies = {judge.name: _new_tally() for judge in config.judges}
-    control_tallies = {j.name: ControlTally(j.name) for j in config.judges}
-    plants_controls = any(j.plants_controls for j in config.judges)
-    names = Interned()
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(JsonlWriter(judgments_jsonl)) if judgments_jsonl else None
-        ranks_out = stack.enter_context(RanksCsv(ranks_csv)) if ranks_csv else None
-        for judgment in store.judgments():
-            if not current(judgment.judge, judgment.repeat):
-                continue
-            _tally(tallies[judgment.judge], judgment)
-            if plants_controls:
-                control_tallies[judgment.judge].add(judgment)
-            if judgment.ok:
-                rows = rank_rows(judgment, names)
-                _add_ranks(stream, judgment, {row[3]: row[5] for row in rows})
-                if ranks_out is not None:
-                    ranks_out.write(rows)
-            if out is not None:
-                out.write(_judgment_row(judgment))
-    stream.close()
-    controls = {name: tally.score() for name, tally in control_tallies.items()}
-    verdict_judges = [
-        judge.name
-        for judge in config.judges
-        if not config.stats.exclude_unqualified_judges
-        or controls.get(judge.name) is None
-        or controls[judge.name].qualified
-    ]
-    if not set(stream.judges) <= set(verdict_judges):
-        stream = _rank_stream(store, names_by_judge, verdict_judges, current)
-    answers, boxes = {}, {}
-    for candidate in config.candidates:
-        price = candidate.price
-        prices = (price.input_per_million, price.output_per_million) if price else None
-        answers[candidate.name], boxes[candidate.name] = summarise_answers(
-            store.answer_metrics([candidate.name]), prices
-        )
-        answers[candidate.name]["answers_addressing_judge"] = addressing[candidate.name]
-    words_ranks = words_rank_counts(
-        (judge, candidate, question, words, rank)
-        for judge, candidate, question, repeat, words, rank in store.words_and_ranks(candidates)
-        if current(judge, repeat)
-    )
-    meta = {
-        key: store.get_meta(key)
-        for key in ("name", "created_at", "updated_at", "status", "requests", "disabled_endpoints")
-    }
-    return RunRecords(
-        config, store.question_count(), stream, answers, boxes, words_ranks, tallies, meta,
-        controls,
-    )  # fmt: skip
+    return names_by_judge
 
 
 def _rank_stream(

@@ -183,10 +183,12 @@ class RunStore:
     }  # fmt: skip
     ANSWER_METRIC_FIELDS = tuple(ANSWER_METRIC_KINDS)
 
-    def answers(self, candidates: Collection[str] | None = None) -> Iterator[Answer]:
-        """The answers to the run's questions (optionally of these candidates only), in
-        question order, streamed."""
-        for row in self._current_answers(self._ANSWER_COLUMNS, candidates):
+    def answers(
+        self, candidates: Collection[str] | None = None, idx_range: tuple[int, int] | None = None
+    ) -> Iterator[Answer]:
+        """The answers to the run's questions (optionally of these candidates only, and of
+        the questions whose index is in ``[start, stop)``), in question order, streamed."""
+        for row in self._current_answers(self._ANSWER_COLUMNS, candidates, idx_range):
             yield _answer(row)
 
     def answer_metrics(self, candidates: Collection[str] | None = None) -> Iterator[tuple]:
@@ -194,12 +196,18 @@ class RunStore:
         for statistics over many questions without holding every answer."""
         return self._current_answers(self._ANSWER_METRIC_COLUMNS, candidates)
 
-    def _current_answers(self, columns: str, candidates: Collection[str] | None) -> Iterator:
-        where, args = "", ()
+    def _current_answers(
+        self,
+        columns: str,
+        candidates: Collection[str] | None,
+        idx_range: tuple[int, int] | None = None,
+    ) -> Iterator:
+        conditions, args = _idx_within(idx_range)
         if candidates is not None:
             names = sorted(candidates)
-            where = f" WHERE a.candidate IN ({','.join('?' * len(names))})"
-            args = tuple(names)
+            conditions.append(f"a.candidate IN ({','.join('?' * len(names))})")
+            args += tuple(names)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return self._conn.execute(
             f"SELECT {columns} FROM answers a"
             f" JOIN questions q ON q.id = a.question_id{where} ORDER BY q.idx, a.candidate",
@@ -232,14 +240,18 @@ class RunStore:
         )
         return {(r[0], r[1]): (r[2], r[3] is None) for r in rows}
 
-    def judgments(self) -> Iterator[Judgment]:
-        """The judgments of the run's questions, in question order, streamed."""
+    def judgments(self, idx_range: tuple[int, int] | None = None) -> Iterator[Judgment]:
+        """The judgments of the run's questions (of those whose index is in ``[start, stop)``
+        when given), in question order, streamed."""
+        conditions, args = _idx_within(idx_range)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._conn.execute(
             "SELECT j.question_id, repeat, judge, presented_order, raw_output, ranks, mode,"
             " attempts, error, cached, controls, rationale, j.prompt_tokens, j.completion_tokens,"
             " j.thinking_words, j.thinking_tokens, j.tokens_estimated FROM judgments j"
-            " JOIN questions q ON q.id = j.question_id"
-            " ORDER BY q.idx, repeat, judge"
+            f" JOIN questions q ON q.id = j.question_id{where}"
+            " ORDER BY q.idx, repeat, judge",
+            args,
         )
         for r in rows:
             yield _judgment(r)
@@ -335,6 +347,13 @@ class RunStore:
         """One read transaction: every read inside sees the store as it was at the first, even
         while another process (a running run) writes to it."""
         return _Transaction(self._conn)
+
+
+def _idx_within(idx_range: tuple[int, int] | None) -> tuple[list[str], tuple]:
+    """SQL conditions (and their arguments) for question indexes in ``[start, stop)``."""
+    if idx_range is None:
+        return [], ()
+    return ["q.idx >= ?", "q.idx < ?"], tuple(idx_range)
 
 
 def read_only_uri(path: Path) -> str:

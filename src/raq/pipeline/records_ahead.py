@@ -1,0 +1,89 @@
+"""Reading a run's records while its requests are in flight.
+
+The outputs start with one pass over every answer and judgment (raq.result.reading), about a
+quarter of a second per 5,000 answers, which would otherwise follow the last answer. Once
+the outputs' modules are imported (``OutputsAhead``), this reads the questions the requests
+have finished, a few at a time between the requests' own work, so finalize reads only the
+last few. Only an accelerator: what it has not read, finalize reads; the files are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from raq.store import RunStore
+
+if TYPE_CHECKING:
+    from raq.result.reading import RecordPass
+
+# How often the finished questions are read, and how many at most before the requests get the
+# loop back (a few milliseconds of work).
+READ_EVERY_S = 0.1
+QUESTIONS_AT_A_TIME = 1
+
+
+class RecordsAhead:
+    """``run`` as a task beside the requests; ``take`` the pass for finalize once they end
+    (None if it never started), ``discard`` it otherwise."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        store: RunStore,
+        finished_below: Callable[[], int],
+        ready: Callable[[], bool],
+    ) -> None:
+        self.run_dir = run_dir
+        self.store = store
+        self.finished_below = finished_below
+        self.ready = ready
+        self.record_pass: RecordPass | None = None
+
+    async def run(self) -> None:
+        """Read finished questions until cancelled (when the requests end)."""
+        try:
+            await self._read()
+        except Exception:  # only an accelerator: finalize reads everything itself
+            self.discard()
+
+    async def _read(self) -> None:
+        while self.record_pass is None:
+            await asyncio.sleep(READ_EVERY_S)
+            if self.ready():
+                self.record_pass = self._start()
+        record_pass = self.record_pass
+        while True:
+            await asyncio.sleep(READ_EVERY_S)
+            below = self.finished_below()
+            while record_pass.read_below < below:
+                record_pass.feed(min(below, record_pass.read_below + QUESTIONS_AT_A_TIME))
+                await asyncio.sleep(0)
+
+    def take(self) -> RecordPass | None:
+        record_pass, self.record_pass = self.record_pass, None
+        return record_pass
+
+    def discard(self) -> None:
+        """The run ended without outputs (interrupted, failed): no file is written."""
+        record_pass = self.take()
+        if record_pass is not None:
+            with contextlib.suppress(Exception):
+                record_pass.discard()
+
+    def _start(self) -> RecordPass:
+        # Deferred for start-up, not a circle: the pass needs the outputs' modules (pandas,
+        # numpy), imported in the background by then.
+        from raq.result.reading import RecordPass
+
+        run_dir = self.run_dir
+        return RecordPass(
+            self.store,
+            judgments_jsonl=run_dir / "judgments.jsonl",
+            answers_jsonl=run_dir / "answers.jsonl",
+            ranks_csv=run_dir / "ranks.csv",
+            expect_every_rank=True,
+        )
