@@ -2,7 +2,8 @@
 
 A run's requests mostly wait on the network; its outputs then cost about a second of imports
 (pandas, scipy, statsmodels, matplotlib, the fonts) and of drawing. Both can start early: the
-imports in a thread, half of the plots in a helper process (``raq.report.plot_helper``). Both
+imports in a thread that gives way to the requests (``raq.core.give_way``), half of the plots
+in a helper process (``raq.report.plot_helper``). Both
 start some time into the requests, so a short run, which would not gain, does not pay for them
 in its request stage. Neither is needed: whatever is not ready is done by finalize itself.
 """
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import threading
 
+from raq.core.give_way import Yielding, giving_way
 from raq.report.plot_helper import PlotHelper
 
 # Seconds into the requests when the outputs' imports start in the background: they overlap
@@ -32,6 +34,8 @@ class OutputsAhead:
         self.plot_helper: PlotHelper | None = None
         self._imports: threading.Thread | None = None
         self._timers: list[asyncio.TimerHandle] = []
+        # The imports give way to the requests while they run (raq.core.give_way).
+        self._yielding = Yielding()
 
     def schedule(self) -> None:
         loop = asyncio.get_running_loop()
@@ -41,9 +45,11 @@ class OutputsAhead:
         ]
 
     def stop_scheduling(self) -> None:
-        """The requests are over: what has not started yet is left to finalize."""
+        """The requests are over: what has not started yet is left to finalize, and the
+        imports, if still going, run at full speed."""
         for timer in self._timers:
             timer.cancel()
+        self._yielding.stop()
 
     def imports_ready(self) -> bool:
         """Whether the outputs' modules are imported (the background imports are done)."""
@@ -62,7 +68,10 @@ class OutputsAhead:
 
     def _start_imports(self) -> None:
         self._imports = threading.Thread(
-            target=_import_outputs, name="raq-prepare-outputs", daemon=True
+            target=giving_way,
+            args=(_import_outputs, self._yielding),
+            name="raq-prepare-outputs",
+            daemon=True,
         )
         self._imports.start()
 
