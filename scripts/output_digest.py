@@ -27,6 +27,8 @@ TIMING_KEY = re.compile(
     r"time|_at$|created|words_per|tokens_per|throughput|wall|speed|faster|slower)",
     re.IGNORECASE,
 )
+# A speed ratio inside a sentence.
+SPEED_RATIO = re.compile(r"\d+(?:\.\d+)?×(?= (?:faster|slower))")
 # Plots whose pixels depend on timings (bars.png has a speed panel).
 TIMED_PLOTS = {"latency.png", "tradeoff.png", "bars.png"}
 # In the text reports timings share table rows with ranks, so every digit is masked there: their
@@ -44,6 +46,8 @@ def _mask_json(value: Any, key: str = "") -> Any:
         return {k: _mask_json(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask_json(v, key) for v in value]
+    if isinstance(value, str):  # a verdict sentence quotes a speed ratio ("1.4× faster")
+        return SPEED_RATIO.sub("<ratio>×", value)
     return value
 
 
