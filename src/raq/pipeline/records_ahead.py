@@ -20,8 +20,9 @@ from raq.store import RunStore
 if TYPE_CHECKING:
     from raq.result.reading import RecordPass
 
-# How often the finished questions are read, and how many at most before the requests get the
-# loop back (a few milliseconds of work).
+# How often the finished questions are read, and how many before the requests get the loop
+# back: one (about 0.1 ms). Answers come back in waves, and a longer block delays a whole
+# wave: 16 at a time (a few milliseconds) cost a 5,000-answer run 0.2 s of its requests.
 READ_EVERY_S = 0.1
 QUESTIONS_AT_A_TIME = 1
 
