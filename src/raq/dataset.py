@@ -216,22 +216,11 @@ def _json_lines_as_written(path: Path) -> _StagedRows | None:
     shape: list[object] = [None]
 
     def rows() -> Iterator[dict[str, Any]]:
-        with path.open("rb") as lines:
-            for number, raw in enumerate(lines, start=1):
-                try:  # a byte-order mark (an editor's on Windows) is no part of the first row
-                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError:
-                    raise DatasetError(f"{path}:{number}: not UTF-8 text") from None
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise _Irregular
-                shape[0] = _agree(shape[0], _shape(row))
-                yield row
+        for row in _json_lines(path):
+            if not isinstance(row, dict):
+                raise _Irregular
+            shape[0] = _agree(shape[0], _shape(row))
+            yield row
 
     try:
         return _StagedRows(rows())
@@ -275,18 +264,27 @@ def _agree(a: object, b: object) -> object:
     raise _Irregular
 
 
-def _check_json_lines(path: Path) -> None:
-    """Name the first broken line of a JSONL file (datasets only says that loading failed)."""
-    import json
-
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
+def _json_lines(path: Path) -> Iterator[Any]:
+    """A JSONL file's values, one per non-blank line; a line that is not UTF-8 or not JSON is
+    a DatasetError naming it (datasets only says that loading failed)."""
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:  # a byte-order mark (an editor's on Windows) is no part of the first row
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise DatasetError(f"{path}:{number}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
-                json.loads(line)
+                yield json.loads(line)
             except ValueError as exc:
                 raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
+def _check_json_lines(path: Path) -> None:
+    """Name the first broken line of a JSONL file before datasets reads it."""
+    for _ in _json_lines(path):
+        pass
 
 
 def _to_item(row: dict[str, Any], row_index: int, fields: FieldMap, path: str) -> QAItem | None:
