@@ -43,7 +43,9 @@ def server() -> Iterator[FakeOpenAIServer]:
 def read_during_the_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Read as soon as a question is finished, with the outputs' modules loaded up front;
     returns, for each finished pass, how many questions it had read before the end."""
-    import raq.pipeline.finalize
+    # Everything the run imports in the background, fonts included, so its imports are done
+    # at once (they pause for the requests and would outlast a run this short).
+    raq.pipeline.outputs_ahead._import_outputs()
 
     monkeypatch.setattr(raq.pipeline.outputs_ahead, "PREPARE_OUTPUTS_AFTER_S", 0.0)
     monkeypatch.setattr(raq.pipeline.records_ahead, "READ_EVERY_S", 0.001)
