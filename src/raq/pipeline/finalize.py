@@ -18,7 +18,7 @@ from raq.report.plot_helper import PlotHelper
 from raq.report.plots import write_plots
 from raq.result.evidence import pair_evidence
 from raq.result.files import Replacing, json_safe
-from raq.result.reading import RecordPass, read_records
+from raq.result.reading import RecordPass
 from raq.result.record import RunResult, open_run_store
 from raq.result.summary import build_summary, check_limits, empty_frame, summary_frame, verdict_test
 from raq.store import RunStore
@@ -33,16 +33,8 @@ def finalize(
     """Render every output file of the run directory from the store and build the result
     (with ``plot_helper``, a second process draws some of the plots; with ``record_pass``,
     the records were partly read during the requests, into the same files)."""
-    if record_pass is not None:
-        with store.snapshot():
-            records = record_pass.finish()
-    else:
-        records = read_records(
-            store,
-            judgments_jsonl=run_dir / "judgments.jsonl",
-            answers_jsonl=run_dir / "answers.jsonl",
-            ranks_csv=run_dir / "ranks.csv",
-        )
+    with store.snapshot():  # one consistent read, even of a store a running run writes
+        records = (record_pass or RecordPass.into_run_dir(store, run_dir)).finish()
     config = records.config
     ranks = records.ranks
     stats, stats_error = verdict_test(

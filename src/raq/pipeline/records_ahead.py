@@ -28,8 +28,8 @@ QUESTIONS_AT_A_TIME = 1
 
 
 class RecordsAhead:
-    """``run`` as a task beside the requests; ``take`` the pass for finalize once they end
-    (None if it never started), ``discard`` it otherwise."""
+    """``start`` with the requests, ``stop`` when they end, then ``take`` the pass for
+    finalize (None if it never started), or ``discard`` it."""
 
     def __init__(
         self,
@@ -43,6 +43,16 @@ class RecordsAhead:
         self.finished_below = finished_below
         self.ready = ready
         self.record_pass: RecordPass | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin reading beside the requests (from inside the running loop)."""
+        self._task = asyncio.create_task(self.run())
+
+    def stop(self) -> None:
+        """The requests are over: no more reading (between two reads: never inside one)."""
+        if self._task is not None:
+            self._task.cancel()
 
     async def run(self) -> None:
         """Read finished questions until cancelled (when the requests end)."""
@@ -80,11 +90,4 @@ class RecordsAhead:
         # numpy), imported in the background by then.
         from raq.result.reading import RecordPass
 
-        run_dir = self.run_dir
-        return RecordPass(
-            self.store,
-            judgments_jsonl=run_dir / "judgments.jsonl",
-            answers_jsonl=run_dir / "answers.jsonl",
-            ranks_csv=run_dir / "ranks.csv",
-            expect_every_rank=True,
-        )
+        return RecordPass.into_run_dir(self.store, self.run_dir, expect_every_rank=True)

@@ -164,12 +164,12 @@ async def _evaluate_in(
             async with client:
                 pipeline.client = client
                 ahead.schedule()
-                reading = asyncio.create_task(records.run())
+                records.start()
                 try:
                     await pipeline.run()
                 finally:
                     ahead.stop_scheduling()
-                    reading.cancel()  # between two reads: it never stops inside one
+                    records.stop()
                     store.set_meta(
                         "judge_modes", {n: s.asker.mode for n, s in judges.items() if s.asker.mode}
                     )

@@ -116,6 +116,20 @@ class RecordPass:
         self._ranks_out = self._open(RanksCsv, ranks_csv)
         self.read_below = 0  # the questions below this index are read
 
+    @classmethod
+    def into_run_dir(
+        cls, store: RunStore, run_dir: Path, *, expect_every_rank: bool = False
+    ) -> RecordPass:
+        """A pass writing a run directory's record files (answers.jsonl, judgments.jsonl,
+        ranks.csv)."""
+        return cls(
+            store,
+            judgments_jsonl=run_dir / "judgments.jsonl",
+            answers_jsonl=run_dir / "answers.jsonl",
+            ranks_csv=run_dir / "ranks.csv",
+            expect_every_rank=expect_every_rank,
+        )
+
     def _open(self, kind: type[JsonlWriter] | type[RanksCsv], path: Path | None) -> Any:
         return self._files.enter_context(kind(path)) if path is not None else None
 
