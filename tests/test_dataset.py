@@ -55,10 +55,11 @@ def test_chunked_loading_keeps_every_row_in_order(tmp_path: Path) -> None:
     assert [i.context for i in items] == [r["context"] for r in expected]
 
 
-@pytest.mark.usefixtures("through_datasets")
 def test_rows_whose_types_change_across_chunks_still_load(tmp_path: Path) -> None:
     """An id that is a number in the first chunks and text later, a context that starts
-    null: each chunk alone infers other types, so raq loads such a file in one piece."""
+    null: rows with the same fields, read as written. (Through datasets, each chunk alone
+    infers other types and raq loads the file in one piece, but datasets then returns some of
+    these ids JSON-quoted, '"x2999"', in about one run in four: not a path for this file.)"""
     rows = [
         {
             "id": n if n < 1_500 else f"x{n}",
