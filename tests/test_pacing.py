@@ -302,3 +302,83 @@ async def test_a_request_cancelled_as_the_window_opens_stays_cancelled() -> None
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+async def test_once_a_refusal_could_come_back_sooner_the_window_doubles_that_often() -> None:
+    """A server that sends its headers with the first token is silent for an answer's time;
+    a refusal would have come within round trips: the window doubles at that pace."""
+    now = [0.0]
+    pacer = Pacer(initial_window=2, clock=lambda: now[0])
+    pacer.learn_refusal_time(0.02)
+    assert pacer.window_doubling_s == 0.02
+    for _ in range(2):
+        await pacer.before_request()
+    waiting = [asyncio.create_task(pacer.before_request()) for _ in range(6)]
+    await asyncio.sleep(0.02)
+    assert not any(task.done() for task in waiting)
+    now[0] = 0.021  # one doubling: 4 in all
+    await asyncio.sleep(0.05)
+    assert sum(task.done() for task in waiting) == 2
+    now[0] = 0.041  # two: 8 in all
+    await asyncio.wait_for(asyncio.gather(*waiting), 1)
+
+
+@pytest.mark.parametrize(("told", "doubling_s"), [(0.0001, 0.01), (0.03, 0.03), (5.0, 0.1)])
+def test_the_window_doubles_neither_faster_than_10_ms_nor_slower_than_100(
+    told: float, doubling_s: float
+) -> None:
+    pacer = Pacer()
+    pacer.learn_refusal_time(told)
+    assert pacer.window_doubling_s == doubling_s
+
+
+async def test_a_round_trip_learned_late_lets_out_one_doubling_not_a_burst() -> None:
+    """Learned 50 ms after the first request, a 10 ms doubling must not count the time
+    already passed as five doublings (a window of 64 at once)."""
+    now = [0.0]
+    pacer = Pacer(initial_window=2, clock=lambda: now[0])
+    for _ in range(2):
+        await pacer.before_request()
+    waiting = [asyncio.create_task(pacer.before_request()) for _ in range(10)]
+    now[0] = 0.05
+    pacer.learn_refusal_time(0.01)
+    await asyncio.sleep(0.05)
+    assert not any(task.done() for task in waiting)
+    now[0] = 0.061
+    await asyncio.sleep(0.05)
+    assert sum(task.done() for task in waiting) == 2  # 4 in all
+    for task in waiting:
+        task.cancel()
+
+
+async def test_the_round_trip_is_measured_at_the_first_request_and_stopped_at_close() -> None:
+    measured = asyncio.Event()
+
+    async def never_answers() -> float | None:
+        measured.set()
+        await asyncio.sleep(3600)
+        return None
+
+    pacer = Pacer(refusal_time=never_answers)
+    await asyncio.sleep(0.01)
+    assert not measured.is_set()  # nothing sent, nothing measured
+    await pacer.before_request()
+    await asyncio.wait_for(measured.wait(), 1)
+    await pacer.aclose()
+    assert pacer.window_doubling_s == 0.1  # nothing learned
+
+
+async def test_a_client_learns_a_loopback_endpoints_round_trip() -> None:
+    """On loopback a refusal could come within milliseconds: the client's pacer doubles its
+    window at the fastest allowed pace instead of every 0.1 s."""
+    with FakeOpenAIServer() as server:
+        target = Endpoint(name="a", base_url=server.base_url, model="m")
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        async with ChatClient() as client:
+            await client.chat(target, body)
+            [pacer] = client._pacers.values()
+            for _ in range(100):
+                if pacer.window_doubling_s < 0.1:
+                    break
+                await asyncio.sleep(0.01)
+            assert pacer.window_doubling_s < 0.1

@@ -18,6 +18,7 @@ check before a run is raq.endpoints.preflight.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -42,6 +43,7 @@ from raq.endpoints.failures import (
 from raq.endpoints.limits import EndpointCounters, EndpointState
 from raq.endpoints.pacing import Pacer, Ticket, pacer_key
 from raq.endpoints.reply import read_json, read_stream, with_thinking_separated
+from raq.endpoints.round_trip import refusal_time_s
 
 if TYPE_CHECKING:
     from raq.store import ResponseCache
@@ -122,6 +124,8 @@ class ChatClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for pacer in self._pacers.values():
+            await pacer.aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -135,7 +139,11 @@ class ChatClient:
     def _state(self, endpoint: Endpoint) -> EndpointState:
         state = self._states.get(endpoint.name)
         if state is None:
-            pacer = self._pacers.setdefault(pacer_key(endpoint.base_url, endpoint.api_key), Pacer())
+            key = pacer_key(endpoint.base_url, endpoint.api_key)
+            pacer = self._pacers.get(key)
+            if pacer is None:
+                refusal_time = functools.partial(refusal_time_s, endpoint.base_url)
+                pacer = self._pacers[key] = Pacer(refusal_time=refusal_time)
             state = self._states[endpoint.name] = EndpointState(endpoint, self.concurrency, pacer)
             self.redact.add(endpoint.api_key)
         return state

@@ -32,16 +32,24 @@ What it learns from:
   count as an endpoint that refuses everything.
 - Until the first refusal, requests go out in windows, as TCP's slow start sends them: first
   ``initial_window``, and the next window, twice as large, only once as many requests as the
-  windows so far held were accepted (and none refused); the window also doubles every
-  ``_WINDOW_DOUBLING_S``, for a server slow to answer or one that never does. Requests the
-  doubling let out are not waited for: against a server that answers in about that time,
-  waiting for them held the whole window back one more answer time. An endpoint whose limit
-  is unknown is not met with a burst of ``concurrency`` requests (against a gateway that
-  refuses within milliseconds, 8 instead of 32 in the benchmark), while one without a limit
-  loses little (about 0.1 s at the start of a run whose answers take 0.1 s). A window opens on the
+  windows so far held were accepted (and none refused); the window also doubles as time
+  passes, for a server slow to answer or one that never does. Requests the doubling let out
+  are not waited for: against a server that answers in about that time, waiting for them held
+  the whole window back one more answer time. An endpoint whose limit is unknown is not met
+  with a burst of ``concurrency`` requests (against a gateway that refuses within
+  milliseconds, 8 instead of 32 in the benchmark). A window opens on the
   whole previous one, not on each answer: a server that answers at once returns the 200s of
   a window before the 429s of the requests behind them, and requests released by those 200s
   would all meet the empty bucket.
+- **How often the window doubles with no answer** depends on how soon a refusal could come
+  back. A refusal takes a few network round trips (the connection, TLS, the request), not an
+  answer's time: many servers send their response headers only with the first token, so an
+  accepted request can be silent for seconds while a refused one would have answered in
+  milliseconds. Until the round trip is known the window doubles every
+  ``_WINDOW_DOUBLING_S``; ``raq.endpoints.round_trip`` times a TCP connection to the endpoint
+  at its first request, and from then on the window doubles every time a refusal needs (10 ms
+  on loopback, where waiting 0.1 s a doubling cost a run whose answers take 0.1 s another
+  0.1 s at its start; still 0.1 s for a hosted endpoint 25 ms or more away).
 
 ``Retry-After`` is honoured for the refused request itself by the client's retry; the pacer
 does not stop every request for it, because servers round it up to whole seconds (a token
@@ -57,7 +65,7 @@ import hashlib
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 # How fast the pace grows after the first 429, before the limit has been crossed again.
@@ -84,8 +92,11 @@ _MIN_SPAN_S = 0.5
 # Requests remembered for the bound.
 _HISTORY_S = 30.0
 _HISTORY_LENGTH = 4096
-# Until an endpoint first answers, its window of requests doubles this often.
+# Until an endpoint first answers, its window of requests doubles this often, or as often as
+# a refusal could come back once its round trip is known, but not more often than
+# _MIN_WINDOW_DOUBLING_S.
 _WINDOW_DOUBLING_S = 0.1
+_MIN_WINDOW_DOUBLING_S = 0.01
 # A window doubled this often (2 s without an answer, or fewer with answers) no longer binds.
 _OPEN_DOUBLINGS = 20
 # How long a rate bound read from headers is kept.
@@ -259,10 +270,21 @@ class Pacer:
     """
 
     def __init__(
-        self, *, initial_window: int = 8, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        initial_window: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+        refusal_time: Callable[[], Awaitable[float | None]] | None = None,
     ) -> None:
+        """``refusal_time``: measures, at the first request, how soon a refusal could come
+        back (``raq.endpoints.round_trip``), so the window doubles that often."""
         self._clock = clock
         self._initial_window = initial_window
+        self._refusal_time = refusal_time
+        self._refusal_time_task: asyncio.Task[None] | None = None
+        self._doubling_s = _WINDOW_DOUBLING_S
+        self._time_doublings = 0  # doublings of the window that time alone allowed
+        self._next_doubling_at: float | None = None
         self._spacing = _Spacing()
         self._request_mirror = _Mirror()
         self._token_mirror = _Mirror()
@@ -274,7 +296,6 @@ class Pacer:
         self._answered = asyncio.Event()  # set (and replaced) at a response, if anyone waits
         self._gate_waiters = 0
         self._window_open = False  # the window has grown past any concurrency: no more checks
-        self._first_sent_at: float | None = None
         self._phase = "unknown"  # unknown | ramp | steady
         self._since = 0.0  # refusals of requests sent before this do not change the pace
         self._ramp_guard_s = 0.0
@@ -294,6 +315,8 @@ class Pacer:
 
     async def before_request(self, tokens: int = 0) -> Ticket:
         """Wait until the pace allows one more request of about ``tokens`` tokens; take it."""
+        if self._refusal_time is not None and self._refusal_time_task is None:
+            self._refusal_time_task = asyncio.create_task(self._measure_refusal_time())
         while (
             not self._window_open
             and not self.paced
@@ -301,15 +324,14 @@ class Pacer:
         ):
             # The window also grows with no answer at all: a request that fails without a
             # response (a refused connection) never answers.
-            assert self._first_sent_at is not None
-            doublings = (self._clock() - self._first_sent_at) // _WINDOW_DOUBLING_S
-            next_at = self._first_sent_at + (doublings + 1) * _WINDOW_DOUBLING_S
+            assert self._next_doubling_at is not None
             self._gate_waiters += 1
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the answer of
                 # a wait cancelled in the same step, and the cancellation (Ctrl-C) is lost.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.001, next_at - self._clock())):
+                    wait_s = max(0.001, self._next_doubling_at - self._clock())
+                    async with asyncio.timeout(wait_s):
                         await self._answered.wait()
             finally:
                 self._gate_waiters -= 1
@@ -329,9 +351,7 @@ class Pacer:
         if self._accepted >= round_end and not self.refused:  # the round all accepted
             self._rounds += 1
             self._round_base = round_end
-        if self._gate_waiters:
-            self._answered.set()
-            self._answered = asyncio.Event()
+        self._wake_gate_waiters()
         told = False
         for mirror, unit, through in (
             (self._request_mirror, "requests", ticket.requests_through),
@@ -361,27 +381,65 @@ class Pacer:
         )
 
     @property
+    def window_doubling_s(self) -> float:
+        """How often the window doubles while no answer comes."""
+        return self._doubling_s
+
+    @property
     def requests_per_minute(self) -> float | None:
         """The pace in requests per minute (learned, else declared), or None if unknown."""
         rate = self._spacing.per_s or self._request_mirror.per_s
         return None if rate is None else 60 * rate
 
+    # -- what else it is told ------------------------------------------------------------------
+
+    def learn_refusal_time(self, seconds: float) -> None:
+        """A refusal would come back within about ``seconds``: without answers, the window
+        doubles that often (within _MIN_WINDOW_DOUBLING_S and _WINDOW_DOUBLING_S)."""
+        self._doubling_s = min(_WINDOW_DOUBLING_S, max(_MIN_WINDOW_DOUBLING_S, seconds))
+        if self._next_doubling_at is not None:  # the next doubling: one new interval at most
+            self._next_doubling_at = min(self._next_doubling_at, self._clock() + self._doubling_s)
+        self._wake_gate_waiters()
+
+    async def aclose(self) -> None:
+        """Stop measuring the round trip, if that still runs (the client is closing)."""
+        task = self._refusal_time_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     # -- internals ------------------------------------------------------------------------------
+
+    async def _measure_refusal_time(self) -> None:
+        assert self._refusal_time is not None
+        seconds = await self._refusal_time()
+        if seconds is not None:
+            self.learn_refusal_time(seconds)
+
+    def _wake_gate_waiters(self) -> None:
+        """Requests waiting on the window look at it again."""
+        if self._gate_waiters:
+            self._answered.set()
+            self._answered = asyncio.Event()
 
     def _window(self) -> float:
         """Requests allowed in the current round before pacing: the initial window, doubled
-        for each round all accepted and every _WINDOW_DOUBLING_S."""
-        doublings = self._rounds
-        if self._first_sent_at is not None:
-            doublings += (self._clock() - self._first_sent_at) // _WINDOW_DOUBLING_S
+        for each round all accepted and each time the doubling interval passed."""
+        if self._next_doubling_at is not None:
+            now = self._clock()
+            while now >= self._next_doubling_at and self._time_doublings < _OPEN_DOUBLINGS:
+                self._time_doublings += 1
+                self._next_doubling_at += self._doubling_s
+        doublings = self._rounds + self._time_doublings
         if doublings >= _OPEN_DOUBLINGS:
             self._window_open = True
         return self._initial_window * 2 ** min(doublings, _OPEN_DOUBLINGS)
 
     def _record(self, tokens: int) -> Ticket:
         now = self._clock()
-        if self._first_sent_at is None:
-            self._first_sent_at = now
+        if self._next_doubling_at is None:  # the first request: time starts doubling
+            self._next_doubling_at = now + self._doubling_s
         self._spacing.take(now)
         self.sent += 1
         self._tokens_sent += tokens
