@@ -231,3 +231,31 @@ def test_decision_page_puts_the_verdict_and_the_tradeoff_first(panel_run: RunRes
     assert [ln[2:] for ln in md.splitlines() if " beats " in ln] == panel_run.summary_json[
         "verdict"
     ]
+
+
+def test_plots_are_the_bytes_matplotlibs_tight_crop_saves(
+    panel_run: RunResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plots are cropped by measuring the figure instead of drawing it once more, as
+    ``savefig(bbox_inches="tight")`` does: the files must not change. Three candidates side by
+    side, and eleven long and CJK names on stacked panels with rotated labels."""
+    import raq.report.plots.drawing as drawing
+    from raq.report.plots.style import DPI, PAD_INCHES
+
+    many = [f"vendor-{i}/very-long-model-name-instruct-v0.{i}-fp16" for i in range(9)]
+    many += ["通义千问-大模型", "模型 $x$ 二"]
+    runs = {"panel": panel_run, "many": build_run(tmp_path / "many", many, n_questions=8)}
+    for name, run in runs.items():
+        ours = write_plots(run, tmp_path / name / "ours")
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                drawing,
+                "save_png",
+                lambda fig, path: fig.savefig(
+                    path, format="png", dpi=DPI, bbox_inches="tight", pad_inches=PAD_INCHES
+                ),
+            )
+            theirs = write_plots(run, tmp_path / name / "matplotlib")
+        assert set(ours) == set(theirs) == set(PLOT_KEYS)
+        for key in PLOT_KEYS:
+            assert ours[key].read_bytes() == theirs[key].read_bytes(), f"{name}: {key}.png"

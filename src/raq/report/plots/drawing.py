@@ -16,7 +16,7 @@ from raq.report.plots.latency import draw_latency
 from raq.report.plots.position_bias import draw_position_bias
 from raq.report.plots.quality import draw_bars, draw_tradeoff
 from raq.report.plots.significance import draw_critical_difference, draw_significance
-from raq.report.plots.style import DPI, plot_labels, style
+from raq.report.plots.style import plot_labels, save_png, style
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -152,7 +152,7 @@ def _draw_all(
         path = out_dir / f"{key}.png"
         tmp = temporary_beside(path)  # a run and a raq report may draw at once
         try:
-            drawn.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+            save_png(drawn, tmp)
             os.replace(tmp, path)
             written[key] = path
         finally:
