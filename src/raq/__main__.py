@@ -1,5 +1,5 @@
 """``python -m raq`` is the ``raq`` command."""
 
-from raq.cli.app import main
+from raq.cli import main
 
 main()

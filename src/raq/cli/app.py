@@ -19,6 +19,7 @@ import typer
 
 from raq import __version__
 from raq.cli.leave import leave
+from raq.core import collector
 from raq.core.errors import RaqError
 from raq.result.gate import MAX_FAILED, MIN_QUESTIONS  # light: json and dataclasses only
 
@@ -39,6 +40,7 @@ def _user_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        collector.resume()  # the command line's imports are done (raq.cli.main paused it)
         try:
             return command(*args, **kwargs)
         except RaqError as exc:
@@ -104,7 +106,8 @@ def run(
     ] = None,
 ) -> None:
     """Ask every candidate, have the judges rank the answers, and test the differences."""
-    from raq.pipeline.run import evaluate
+    with collector.paused():
+        from raq.pipeline.run import evaluate
 
     if resume is not None:
         output = resume

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import threading
 
+from raq.core import collector
 from raq.core.give_way import Yielding, giving_way
 from raq.report.plot_helper import PlotHelper
 
@@ -69,7 +70,7 @@ class OutputsAhead:
     def _start_imports(self) -> None:
         self._imports = threading.Thread(
             target=giving_way,
-            args=(_import_outputs, self._yielding),
+            args=(_import_outputs_paused, self._yielding),
             name="raq-prepare-outputs",
             daemon=True,
         )
@@ -77,6 +78,13 @@ class OutputsAhead:
 
     def _start_plot_helper(self) -> None:
         self.plot_helper = PlotHelper.start()
+
+
+def _import_outputs_paused() -> None:
+    """The outputs' imports with the cyclic collector paused: its full passes over the
+    growing heap would stall the requests' loop (raq.core.collector)."""
+    with collector.paused():
+        _import_outputs()
 
 
 def _import_outputs() -> None:

@@ -88,9 +88,13 @@ def draw_some(
 def serve_helper() -> None:
     """The plot helper process (raq.report.plot_helper): prepare, say so, draw one job,
     answer, exit."""
+    import gc
     import pickle
     import sys
 
+    # One job and an exit: whatever garbage it makes goes with the process, and the collector's
+    # passes over matplotlib's objects would only take CPU from the run beside it.
+    gc.disable()
     logging.disable(logging.CRITICAL)  # the run logs the plots that failed, from the reasons
     prepare_drawing()
     sys.stdout.buffer.write(ready_line())
