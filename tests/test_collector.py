@@ -18,7 +18,9 @@ from tests.conftest import raq_cli_env
 
 @pytest.fixture(autouse=True)
 def fresh_collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(collector, "_state", {"pauses": 0, "was_enabled": False, "owner": False})
+    monkeypatch.setattr(
+        collector, "_state", {"pauses": 0, "was_enabled": False, "owner": False, "froze": False}
+    )
     enabled, frozen = gc.isenabled(), gc.get_freeze_count()
     yield
     if not frozen:
@@ -35,6 +37,7 @@ def test_imports_run_paused_and_the_collector_runs_again_after() -> None:
         assert not gc.isenabled()
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0  # a library caller's objects are never frozen
+    assert not collector.froze_process()
 
 
 def test_in_its_own_process_raq_freezes_what_the_imports_built() -> None:
@@ -44,6 +47,7 @@ def test_in_its_own_process_raq_freezes_what_the_imports_built() -> None:
         built = [[i] for i in range(100)]
     assert gc.isenabled()
     assert gc.get_freeze_count() >= len(built)
+    assert collector.froze_process()
 
 
 def test_a_collector_the_caller_turned_off_stays_off() -> None:

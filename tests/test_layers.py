@@ -33,6 +33,8 @@ DEFERRED_ALLOWED = {
     "raq": "the public API loads on first use, so `import raq` is instant",
     "raq.cli": "the command's imports run after it pauses the garbage collector for them",
     "raq.cli.app": "each command imports what it needs, so `raq --help` answers at once",
+    "raq.pipeline.questions": "a run that generates its dataset is rare: others skip its modules",
+    "raq.result": "RunResult loads on first use, so the gate's limits import alone at start-up",
     "raq.pipeline.run": "finalize (pandas, scipy, matplotlib) loads after the requests start",
     "raq.pipeline.outputs_ahead": "the outputs' modules load in a thread during the requests",
     "raq.pipeline.records_ahead": "the record pass needs those modules: it starts once loaded",

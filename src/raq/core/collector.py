@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _lock = threading.Lock()
-_state = {"pauses": 0, "was_enabled": False, "owner": False}
+_state = {"pauses": 0, "was_enabled": False, "owner": False, "froze": False}
 
 
 def own_process() -> None:
@@ -52,7 +52,14 @@ def resume() -> None:
         if _state["pauses"] == 0 and _state["was_enabled"]:
             if _state["owner"]:
                 gc.freeze()
+                _state["froze"] = True
             gc.enable()
+
+
+def froze_process() -> bool:
+    """Whether raq froze its process's objects (then a full collection is cheap; asked
+    instead of ``gc.get_freeze_count()``, which walks every frozen object: 18 ms here)."""
+    return bool(_state["froze"])
 
 
 @contextmanager

@@ -3,20 +3,12 @@ notebooks), or through the caller's own reporter."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as RichBars
-from rich.text import Text
+from typing import TYPE_CHECKING, Protocol
 
 from raq.core.escape import safe_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class Progress(Protocol):
@@ -49,6 +41,16 @@ class RichProgress:
     """One bar per pipeline stage; notes (a disabled endpoint…) print above the bars."""
 
     def __init__(self, console: Console | None = None) -> None:
+        # rich loads here, not with the module: a quiet run's first request need not wait.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as RichBars
+
         self.console = console or safe_console(stderr=True)
         self._bars = RichBars(
             TextColumn("{task.description:<18}"),
@@ -76,6 +78,8 @@ class RichProgress:
             self._bars.advance(task, n)
 
     def note(self, message: str) -> None:
+        from rich.text import Text
+
         self.console.print(Text("!", style="yellow"), message)
 
     def stop(self) -> None:

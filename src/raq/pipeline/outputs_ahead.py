@@ -93,7 +93,8 @@ def _import_outputs() -> None:
     with contextlib.suppress(Exception):
         import statsmodels.stats.multitest  # noqa: F401
 
-        import raq.pipeline.finalize  # noqa: F401
+        import raq.pipeline.finalize
+        import raq.report.terminal  # noqa: F401  (the command prints the verdict with it)
         from raq.report.plots import prepare
 
         prepare()

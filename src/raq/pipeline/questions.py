@@ -18,8 +18,6 @@ from raq.core.errors import ConfigError
 from raq.core.progress import Progress
 from raq.core.records import QAItem
 from raq.dataset import iter_items
-from raq.stages.generation.config import load_generate_config
-from raq.stages.generation.run import generate_async
 from raq.store import RunStore
 
 if TYPE_CHECKING:
@@ -62,6 +60,11 @@ async def stage_questions(
 
 async def _generate_dataset(config: RunConfig, progress: Progress) -> None:
     """The ``dataset.generate`` hook: write the dataset first (its requests are cached too)."""
+
+    # Deferred for start-up, not a circle: a run that generates its dataset is rare, and the
+    # first request of every other run need not wait for generation's modules.
+    from raq.stages.generation.config import load_generate_config
+    from raq.stages.generation.run import generate_async
 
     assert config.dataset.generate
     generate_config = load_generate_config(config.dataset.generate)

@@ -2,6 +2,21 @@
 store into tallies, summary.json with the verdict and its sentences, the CI gate over it, and
 the evidence behind each significant pair. Written to files by raq.pipeline.finalize."""
 
-from raq.result.record import RunResult
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raq.result.record import RunResult
 
 __all__ = ["RunResult"]
+
+
+def __getattr__(name: str) -> Any:
+    # RunResult loads on first use: the command imports the gate's limits (raq.result.gate)
+    # at start-up, and a run's first request need not wait for the result's modules.
+    if name == "RunResult":
+        from raq.result.record import RunResult
+
+        return RunResult
+    raise AttributeError(f"module 'raq.result' has no attribute {name!r}")

@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats as ss
 
 from raq.config import P_ADJUST_METHODS  # the methods of statsmodels' multipletests
+from raq.core import collector
 from raq.stats.ranks import merge_counts, midrank_map, tie_sum
 from raq.stats.tally import RankTally
 
@@ -98,7 +99,9 @@ def adjust_pvalues(raw: np.ndarray, adjust: str | None) -> np.ndarray:
 
     from statsmodels.stats.multitest import multipletests
 
-    if gc.get_freeze_count():  # someone else froze objects: leave their freeze alone
+    # Frozen already, by raq's command (its collections are cheap) or by someone else (leave
+    # their freeze alone).
+    if collector.froze_process() or gc.get_freeze_count():
         return multipletests(raw, method=adjust)[1]
     # Holm's branch calls gc.collect(), a full collection over every object of the process
     # (about 40 ms once pandas, scipy and matplotlib are loaded, twice in a run's finalize);
