@@ -26,8 +26,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_random_exponential
 
 from raq.core.records import Completion
 from raq.core.redact import Redactor
@@ -46,6 +44,8 @@ from raq.endpoints.reply import read_json, read_stream, with_thinking_separated
 from raq.endpoints.round_trip import refusal_time_s
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from raq.store import ResponseCache
 
 
@@ -99,7 +99,7 @@ class ChatClient:
         self.max_consecutive_failures = max_consecutive_failures
         self.cache = cache
         self.refresh = refresh
-        self._retry_wait = wait_random_exponential(multiplier=retry_base_s, max=retry_max_s)
+        self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._global = asyncio.Semaphore(concurrency)
         self._states: dict[str, EndpointState] = {}
@@ -210,6 +210,10 @@ class ChatClient:
             if not (exc.retryable and self.max_retries):
                 raise
             first_error = exc
+        # tenacity loads here, at a first failure: most runs never retry, and the first
+        # request of every run need not wait for its import.
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
@@ -232,7 +236,10 @@ class ChatClient:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, RequestError) and exc.retry_after_s is not None:
             return min(max(exc.retry_after_s, 0.0), self._retry_max_s)
-        return self._retry_wait(retry_state)
+        from tenacity.wait import wait_random_exponential
+
+        wait = wait_random_exponential(multiplier=self._retry_base_s, max=self._retry_max_s)
+        return wait(retry_state)
 
     async def _once(
         self, endpoint: Endpoint, state: EndpointState, body: dict[str, Any], stream: bool
