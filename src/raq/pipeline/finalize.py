@@ -15,7 +15,7 @@ from raq.core.escape import csv_cell
 from raq.report.html import render_html
 from raq.report.markdown import render_markdown
 from raq.report.plot_helper import PlotHelper
-from raq.report.plots import write_plots
+from raq.report.plots import hand_over, write_plots
 from raq.result.evidence import pair_evidence
 from raq.result.files import Replacing, json_safe
 from raq.result.reading import RecordPass
@@ -40,10 +40,12 @@ def finalize(
     stats, stats_error = verdict_test(
         ranks.overall, config, ranks.verdict_judges if ranks.has_ranks else None
     )
+    summary_json = build_summary(records, stats, stats_error)
+    # The helper's plots read only these: it starts on them while the rest is written.
+    hand_over(plot_helper, summary_json, records.speed_boxes, run_dir / "plots")
     pvalues = stats.pvalues if stats is not None else empty_frame()
     with Replacing(run_dir / "pvalues.csv") as out:
         pvalues.rename(index=csv_cell, columns=csv_cell).to_csv(out.file)
-    summary_json = build_summary(records, stats, stats_error)
     write_text_atomically(
         run_dir / "summary.json", json.dumps(json_safe(summary_json), indent=2, ensure_ascii=False)
     )

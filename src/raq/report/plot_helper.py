@@ -16,10 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from raq.result import RunResult
+from typing import Any
 
 # The helper's share, about half of the drawing time (bars.png alone is a third of it).
 HELPER_KEYS = ("bars", "latency")
@@ -37,6 +34,7 @@ class PlotHelper:
         self._ready = False
         self._sent = False
         self._answered = False
+        self.job: tuple[Path, list[str]] | None = None  # where and which plots it was given
 
     @classmethod
     def start(cls) -> PlotHelper | None:
@@ -68,13 +66,18 @@ class PlotHelper:
                 self._ready = stdout.readline() == ready_line()
         return self._ready and self.process.poll() is None
 
-    def send(self, result: RunResult, out_dir: Path, keys: list[str]) -> bool:
-        """Ask the helper to draw ``keys``; False when it cannot take them."""
+    def send(
+        self,
+        summary_json: dict[str, Any],
+        speed_boxes: dict[str, Any],
+        out_dir: Path,
+        keys: list[str],
+    ) -> bool:
+        """Ask the helper to draw ``keys`` from what they read (a run's summary.json and the
+        box statistics of its speeds); False when it cannot take them."""
         job = {
             # What HELPER_KEYS' plots read: plain data, so the helper needs no pandas or scipy.
-            "result": SimpleNamespace(
-                summary_json=result.summary_json, speed_boxes=result.speed_boxes
-            ),
+            "result": SimpleNamespace(summary_json=summary_json, speed_boxes=speed_boxes),
             "out_dir": str(out_dir),
             "keys": keys,
         }
@@ -86,6 +89,7 @@ class PlotHelper:
             stdin.flush()
         except (OSError, ValueError, pickle.PicklingError):
             return False
+        self.job = (out_dir, keys)
         return True
 
     def receive(self, within_s: float) -> tuple[dict[str, Path], dict[str, str]] | None:

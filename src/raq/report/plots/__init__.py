@@ -10,6 +10,7 @@ skipped with a reason rather than drawn empty, and no plot can stop the report.
 from raq.report.plots.drawing import (
     PLOT_KEYS,
     draw_some,
+    hand_over,
     prepare,
     prepare_drawing,
     serve_helper,
@@ -21,6 +22,7 @@ __all__ = [
     "DPI",
     "PLOT_KEYS",
     "draw_some",
+    "hand_over",
     "plot_labels",
     "prepare",
     "prepare_drawing",

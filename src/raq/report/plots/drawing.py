@@ -46,7 +46,9 @@ def write_plots(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     theirs: list[str] = []
-    if helper is not None and helper.ready() and helper.send(result, out_dir, list(HELPER_KEYS)):
+    if helper is not None and helper.job is not None and helper.job[0] == out_dir:
+        theirs = helper.job[1]  # handed over already (hand_over)
+    elif hand_over(helper, result.summary_json, result.speed_boxes, out_dir):
         theirs = list(HELPER_KEYS)
     reasons: dict[str, str] = {}
     started = time.perf_counter()
@@ -67,6 +69,21 @@ def write_plots(
     if skipped is not None:
         skipped.update((key, reasons[key]) for key in PLOT_KEYS if key in reasons)
     return {key: written[key] for key in PLOT_KEYS if key in written}
+
+
+def hand_over(
+    helper: PlotHelper | None,
+    summary_json: dict[str, Any],
+    speed_boxes: dict[str, Any],
+    out_dir: Path,
+) -> bool:
+    """Give a ready helper its share of the plots now (what they read is known before the
+    rest of the run's result), so it draws while this process finishes the result; False
+    when there is no helper to take them (``write_plots`` then draws them)."""
+    if helper is None or not helper.ready():
+        return False
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return helper.send(summary_json, speed_boxes, out_dir, list(HELPER_KEYS))
 
 
 def draw_some(
