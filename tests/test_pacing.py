@@ -359,6 +359,20 @@ async def test_the_round_trip_is_measured_at_the_first_request_and_stopped_at_cl
     assert pacer.window_doubling_s == 0.1  # nothing learned
 
 
+async def test_a_failed_round_trip_measure_leaves_the_slow_doubling() -> None:
+    async def broken() -> float | None:
+        raise RuntimeError("no network here")
+
+    pacer = Pacer(refusal_time=broken)
+    await pacer.before_request()
+    await asyncio.sleep(0.01)
+    assert pacer.window_doubling_s == 0.1
+    # Swallowed, not left in the task for asyncio to report as never retrieved.
+    task = pacer._refusal_time_task
+    assert task is not None and task.done() and task.exception() is None
+    await pacer.aclose()
+
+
 async def test_a_client_learns_a_loopback_endpoints_round_trip() -> None:
     """On loopback a refusal could come within milliseconds: the client's pacer doubles its
     window at the fastest allowed pace instead of every 0.1 s."""

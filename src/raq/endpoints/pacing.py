@@ -413,7 +413,10 @@ class Pacer:
 
     async def _measure_refusal_time(self) -> None:
         assert self._refusal_time is not None
-        seconds = await self._refusal_time()
+        try:
+            seconds = await self._refusal_time()
+        except Exception:  # only an accelerator: the window keeps doubling every 0.1 s
+            return
         if seconds is not None:
             self.learn_refusal_time(seconds)
 
