@@ -90,3 +90,20 @@ def test_the_command_resumes_the_collector_before_it_works(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("collector True True")
+
+
+def test_a_librarys_full_collection_scans_only_what_is_new_and_no_freeze_is_left() -> None:
+    with collector.full_collections_cheap():
+        assert gc.get_freeze_count() > 0  # what existed is out of the pass
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_process_raq_froze_stays_frozen_after_a_librarys_collection() -> None:
+    gc.enable()
+    collector.own_process()
+    with collector.paused():
+        pass
+    frozen = gc.get_freeze_count()
+    with collector.full_collections_cheap():
+        pass
+    assert gc.get_freeze_count() == frozen > 0

@@ -95,23 +95,11 @@ def adjust_pvalues(raw: np.ndarray, adjust: str | None) -> np.ndarray:
     function scikit-posthocs calls)."""
     if not adjust or not len(raw):
         return raw
-    import gc
-
     from statsmodels.stats.multitest import multipletests
 
-    # Frozen already, by raq's command (its collections are cheap) or by someone else (leave
-    # their freeze alone).
-    if collector.froze_process() or gc.get_freeze_count():
+    # Holm's branch calls gc.collect(): raq.core.collector keeps that pass to what is new.
+    with collector.full_collections_cheap():
         return multipletests(raw, method=adjust)[1]
-    # Holm's branch calls gc.collect(), a full collection over every object of the process
-    # (about 40 ms once pandas, scipy and matplotlib are loaded, twice in a run's finalize);
-    # with the objects that exist now frozen it scans only the few made since (older cyclic
-    # garbage waits for the next ordinary collection; the arrays it frees go by refcount).
-    gc.freeze()
-    try:
-        return multipletests(raw, method=adjust)[1]
-    finally:
-        gc.unfreeze()
 
 
 def square_matrix(upper_values: np.ndarray, names: list[str]) -> pd.DataFrame:
