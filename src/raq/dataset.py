@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import re
 import sqlite3
+import sys
 from array import array
 from collections.abc import Iterator
 from importlib import resources
@@ -86,7 +89,11 @@ def load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
     split = config.split
     if path.startswith(BUILTIN_PREFIX):
         path, split = str(builtin_path(path[len(BUILTIN_PREFIX) :])), "train"
-    rows: Any = _json_lines_as_written(Path(path)) if path.lower().endswith(".jsonl") else None
+    rows: Any = None
+    if path.lower().endswith(".jsonl"):
+        rows = _json_lines_as_written(Path(path))
+    elif path.lower().endswith(".csv"):
+        rows = _csv_as_written(Path(path))
     if rows is None:
         rows = _load_with_datasets(config, path, split)
     indices = array("q", range(len(rows)))
@@ -101,8 +108,8 @@ def load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
 
 
 def _load_with_datasets(config: DatasetConfig, path: str, split: str) -> Any:
-    """Rows through the ``datasets`` library: a hub dataset, CSV, Parquet, JSON, or JSONL
-    whose rows differ in their fields."""
+    """Rows through the ``datasets`` library: a hub dataset, Parquet, JSON, or JSONL whose
+    rows differ in their fields."""
     import datasets
 
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)
@@ -230,6 +237,66 @@ def _json_lines_as_written(path: Path) -> _StagedRows | None:
         raise DatasetError(f"dataset '{path}': cannot be read ({exc.strerror})") from None
 
 
+def _csv_as_written(path: Path) -> _StagedRows:
+    """A CSV file's rows with every cell as written, staged like ``_staged_file``'s.
+
+    Read by raq, not by datasets (whose CSV loader is pandas' ``read_csv``): no column types are
+    inferred, so reference answers ``3.10``, ``0.50`` and ``1000`` are not turned into
+    ``3.1``, ``0.5`` and ``1000.0``, an id ``007`` is not ``7``, and ``NA``, ``None`` or
+    ``null`` are answers, not missing values. Only an empty cell is null. The first row names
+    the columns."""
+    try:
+        return _StagedRows(_csv_rows(path))
+    except OSError as exc:
+        raise DatasetError(f"dataset '{path}': cannot be read ({exc.strerror})") from None
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as file, _long_csv_fields():
+        # strict: a quote left open fails at the end of the file, where the lenient reader
+        # would quietly make the rest of the file one cell.
+        reader = csv.reader(_decoded_lines(path, file), strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            twice = sorted({name for name in header if header.count(name) > 1})
+            if twice:
+                raise DatasetError(f"{path}:1: column '{twice[0][:40]}' is named twice")
+            for cells in reader:
+                if not cells:  # a blank line
+                    continue
+                if len(cells) > len(header):
+                    raise DatasetError(
+                        f"{path}:{reader.line_num}: {len(cells)} cells, but the first row "
+                        f"names {len(header)} columns"
+                    )
+                yield {name: cells[i] if i < len(cells) and cells[i] != "" else None
+                       for i, name in enumerate(header)}  # fmt: skip
+        except csv.Error as exc:
+            raise DatasetError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+
+
+def _decoded_lines(path: Path, file: Any) -> Iterator[str]:
+    """A file's lines as text, each decoded alone, so a line that is not UTF-8 is named."""
+    for number, raw in enumerate(file, start=1):
+        try:  # a byte-order mark (an editor's on Windows) is no part of the first row
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise DatasetError(f"{path}:{number}: not UTF-8 text") from None
+
+
+@contextlib.contextmanager
+def _long_csv_fields() -> Iterator[None]:
+    """Cells of any length while the file is read (the csv module's limit, 128 KiB, is below
+    a long context), then the limit as it was (it is the whole process's)."""
+    before = csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
 _SCALARS = frozenset({str, int, float, bool})
 
 
@@ -267,12 +334,8 @@ def _agree(a: object, b: object) -> object:
 def _json_lines(path: Path) -> Iterator[Any]:
     """A JSONL file's values, one per non-blank line; a line that is not UTF-8 or not JSON is
     a DatasetError naming it (datasets only says that loading failed)."""
-    with path.open("rb") as lines:
-        for number, raw in enumerate(lines, start=1):
-            try:  # a byte-order mark (an editor's on Windows) is no part of the first row
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise DatasetError(f"{path}:{number}: not UTF-8 text") from None
+    with path.open("rb") as file:
+        for number, line in enumerate(_decoded_lines(path, file), start=1):
             if not line.strip():
                 continue
             try:
