@@ -486,9 +486,17 @@ def _run_command(row: Row, base_url: str, server_pid: int, workdir: Path) -> Res
     """The pipeline row's run as a user starts it: ``python -m raq run -c CONFIG -q`` in a
     fresh process, timed from the start of that process to its exit (Python's start, raq's
     imports, datasets', staging, requests, outputs, the printed verdict, the exit)."""
+    import compileall
     import subprocess
 
     import yaml
+
+    import raq
+
+    # raq's bytecode, as an installed raq has it (pip compiles a wheel at install): where the
+    # environment sets PYTHONDONTWRITEBYTECODE, an editable install would compile its sources
+    # at every command's start, 0.3 s that is no part of raq (scripts/BENCH.md, "third look").
+    compileall.compile_dir(Path(raq.__file__).parent, quiet=1)
 
     dataset = workdir / f"questions-{row.count}.jsonl"
     _write_dataset(dataset, row.count)
