@@ -7,7 +7,6 @@ import csv
 import json
 import re
 import sqlite3
-import sys
 from array import array
 from collections.abc import Iterator
 from importlib import resources
@@ -230,9 +229,15 @@ def _json_lines_as_written(path: Path) -> _StagedRows | None:
             yield row
 
     try:
-        return _StagedRows(rows())
+        return _staged_as_written(path, rows())
     except _Irregular:
         return None
+
+
+def _staged_as_written(path: Path, rows: Iterator[dict[str, Any]]) -> _StagedRows:
+    """Rows raq read from ``path`` itself, staged; a file that cannot be read is one line."""
+    try:
+        return _StagedRows(rows)
     except OSError as exc:
         raise DatasetError(f"dataset '{path}': cannot be read ({exc.strerror})") from None
 
@@ -245,10 +250,7 @@ def _csv_as_written(path: Path) -> _StagedRows:
     ``3.1``, ``0.5`` and ``1000.0``, an id ``007`` is not ``7``, and ``NA``, ``None`` or
     ``null`` are answers, not missing values. Only an empty cell is null. The first row names
     the columns."""
-    try:
-        return _StagedRows(_csv_rows(path))
-    except OSError as exc:
-        raise DatasetError(f"dataset '{path}': cannot be read ({exc.strerror})") from None
+    return _staged_as_written(path, _csv_rows(path))
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -290,7 +292,7 @@ def _decoded_lines(path: Path, file: Any) -> Iterator[str]:
 def _long_csv_fields() -> Iterator[None]:
     """Cells of any length while the file is read (the csv module's limit, 128 KiB, is below
     a long context), then the limit as it was (it is the whole process's)."""
-    before = csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    before = csv.field_size_limit(2**31 - 1)  # the largest a C long holds everywhere
     try:
         yield
     finally:

@@ -45,11 +45,7 @@ def write_plots(
     A ready ``helper`` process draws its share meanwhile; the files are the same without it.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    theirs: list[str] = []
-    if helper is not None and helper.job is not None and helper.job[0] == out_dir:
-        theirs = helper.job[1]  # handed over already (hand_over)
-    elif hand_over(helper, result.summary_json, result.speed_boxes, out_dir):
-        theirs = list(HELPER_KEYS)
+    theirs = hand_over(helper, result.summary_json, result.speed_boxes, out_dir)
     reasons: dict[str, str] = {}
     started = time.perf_counter()
     written = draw_some(result, out_dir, [k for k in PLOT_KEYS if k not in theirs], reasons)
@@ -76,14 +72,18 @@ def hand_over(
     summary_json: dict[str, Any],
     speed_boxes: dict[str, Any],
     out_dir: Path,
-) -> bool:
+) -> list[str]:
     """Give a ready helper its share of the plots now (what they read is known before the
-    rest of the run's result), so it draws while this process finishes the result; False
-    when there is no helper to take them (``write_plots`` then draws them)."""
+    rest of the run's result), so it draws while this process finishes the result; the
+    plots the helper has for ``out_dir`` (given now or before), none when there is no helper
+    to take them (``write_plots`` then draws them)."""
+    if helper is not None and helper.job is not None and helper.job[0] == out_dir:
+        return helper.job[1]  # handed over already
     if helper is None or not helper.ready():
-        return False
+        return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    return helper.send(summary_json, speed_boxes, out_dir, list(HELPER_KEYS))
+    keys = list(HELPER_KEYS)
+    return keys if helper.send(summary_json, speed_boxes, out_dir, keys) else []
 
 
 def draw_some(
