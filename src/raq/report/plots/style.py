@@ -122,11 +122,12 @@ def style() -> dict[str, Any]:
 
 def subplots(*grid: int, figsize: tuple[float, float], **options: Any) -> tuple[Figure, Any]:
     """``pyplot.subplots`` without pyplot: a figure on its own Agg canvas, which the user's
-    backend never sees."""
+    backend never sees. It is laid out at the resolution it is saved at, so the text measured
+    for its layout is measured once (matplotlib caches text metrics per resolution)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, dpi=DPI)
     FigureCanvasAgg(fig)
     return fig, fig.subplots(*grid, **options)
 
@@ -145,6 +146,9 @@ def save_png(fig: Figure, path: Path) -> None:
     more only to measure it, while its extent can be measured without drawing."""
     fig.set_dpi(DPI)  # measured at the resolution it is saved at, as savefig measures it
     extent = fig.get_tightbbox(fig.canvas.get_renderer()).padded(PAD_INCHES)
+    # Laid out already (``laid_out``): without this, savefig draws the whole figure once more
+    # before saving it, for the layout engine that tight_layout leaves in its place.
+    fig.set_layout_engine(None)
     fig.savefig(path, format="png", dpi=DPI, bbox_inches=extent)
 
 
