@@ -68,9 +68,9 @@ def test_resuming_without_a_pause_changes_nothing() -> None:
 
 def test_the_outputs_background_imports_run_paused(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bool] = []
-    monkeypatch.setattr(outputs_ahead, "_import_outputs", lambda: seen.append(gc.isenabled()))
+    monkeypatch.setattr(outputs_ahead, "_import_outputs", lambda _: seen.append(gc.isenabled()))
     gc.enable()
-    outputs_ahead._import_outputs_paused()
+    outputs_ahead.OutputsAhead()._import_outputs_paused()
     assert seen == [False] and gc.isenabled()
 
 

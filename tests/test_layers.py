@@ -37,7 +37,8 @@ DEFERRED_ALLOWED = {
     "raq.result": "RunResult loads on first use, so the gate's limits import alone at start-up",
     "raq.pipeline.run": "finalize (pandas, scipy, matplotlib) loads after the requests start",
     "raq.pipeline.outputs_ahead": "the outputs' modules load in a thread during the requests",
-    "raq.pipeline.records_ahead": "the record pass needs those modules: it starts once loaded",
+    "raq.pipeline.records_ahead": "its pass starts once its modules, the first of those, load",
+    "raq.stats": "its names load on first use: the record pass needs only the tallies, not scipy",
     "raq.testing": "`python -m raq.testing.fake_server` must not import the module twice",
 }
 

@@ -6,7 +6,9 @@ Heavy modules load on first use, so ``import raq`` and ``raq --help`` stay fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from raq.core.lazy import lazy_names
 
 __version__ = "0.1.0"
 __all__ = ["RunConfig", "RunResult", "__version__", "evaluate", "evaluate_async", "load_config"]
@@ -25,10 +27,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'raq' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _LAZY)

@@ -34,6 +34,8 @@ class OutputsAhead:
     def __init__(self) -> None:
         self.plot_helper: PlotHelper | None = None
         self._imports: threading.Thread | None = None
+        # Set once the record pass's modules are imported (the first of the imports).
+        self._records_importable = threading.Event()
         self._timers: list[asyncio.TimerHandle] = []
         # The imports give way to the requests while they run (raq.core.give_way).
         self._yielding = Yielding()
@@ -52,9 +54,10 @@ class OutputsAhead:
             timer.cancel()
         self._yielding.stop()
 
-    def imports_ready(self) -> bool:
-        """Whether the outputs' modules are imported (the background imports are done)."""
-        return self._imports is not None and not self._imports.is_alive()
+    def records_ready(self) -> bool:
+        """Whether the record pass's modules (raq.result.reading: the tallies, numpy) are
+        imported, so it can read the finished questions (raq.pipeline.records_ahead)."""
+        return self._records_importable.is_set()
 
     def join(self) -> None:
         """Wait for the imports, if they started (a failure among them is left for the
@@ -70,7 +73,7 @@ class OutputsAhead:
     def _start_imports(self) -> None:
         self._imports = threading.Thread(
             target=giving_way,
-            args=(_import_outputs_paused, self._yielding),
+            args=(self._import_outputs_paused, self._yielding),
             name="raq-prepare-outputs",
             daemon=True,
         )
@@ -79,18 +82,21 @@ class OutputsAhead:
     def _start_plot_helper(self) -> None:
         self.plot_helper = PlotHelper.start()
 
+    def _import_outputs_paused(self) -> None:
+        """The outputs' imports with the cyclic collector paused: its full passes over the
+        growing heap would stall the requests' loop (raq.core.collector)."""
+        with collector.paused():
+            _import_outputs(self._records_importable)
 
-def _import_outputs_paused() -> None:
-    """The outputs' imports with the cyclic collector paused: its full passes over the
-    growing heap would stall the requests' loop (raq.core.collector)."""
-    with collector.paused():
-        _import_outputs()
 
-
-def _import_outputs() -> None:
+def _import_outputs(records_importable: threading.Event) -> None:
     """Import what the outputs need and read the fonts' glyph tables (about a second of work
-    that would otherwise follow the last answer)."""
+    that would otherwise follow the last answer). The record pass's modules come first (about
+    0.1 s): it then reads the finished questions while the rest is imported."""
     with contextlib.suppress(Exception):
+        import raq.result.reading
+
+        records_importable.set()
         import statsmodels.stats.multitest  # noqa: F401
 
         import raq.pipeline.finalize

@@ -2,9 +2,10 @@
 
 The outputs start with one pass over every answer and judgment (raq.result.reading), about a
 quarter of a second per 5,000 answers, which would otherwise follow the last answer. Once
-the outputs' modules are imported (``OutputsAhead``), this reads the questions the requests
-have finished, a few at a time between the requests' own work, so finalize reads only the
-last few. Only an accelerator: what it has not read, finalize reads; the files are the same.
+its modules are imported (the first of ``OutputsAhead``'s imports, a second into the
+requests), this reads the questions the requests have finished, one at a time between the
+requests' own work, so finalize reads only the last few. Only an accelerator: what it has
+not read, finalize reads; the files are the same.
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ class RecordsAhead:
                 record_pass.discard()
 
     def _start(self) -> RecordPass:
-        # Deferred for start-up, not a circle: the pass needs the outputs' modules (pandas,
-        # numpy), imported in the background by then.
+        # Deferred for start-up, not a circle: the pass's modules (the tallies, numpy) are
+        # imported in the background by then.
         from raq.result.reading import RecordPass
 
         return RecordPass.into_run_dir(self.store, self.run_dir, expect_every_rank=True)

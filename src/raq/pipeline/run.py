@@ -150,7 +150,7 @@ async def _evaluate_in(
             for name, session in judges.items():
                 session.asker.mode = session.asker.mode or stored_modes.get(name)
             pipeline = Pipeline(run_config, store, candidates, judges, reporter)
-            records = RecordsAhead(run_dir, store, pipeline.finished_below, ahead.imports_ready)
+            records = RecordsAhead(run_dir, store, pipeline.finished_below, ahead.records_ready)
             with_work = pipeline.endpoints_with_work(cache, refresh)
             if any(e.base_url == LOCAL_BASE_URL for _, e in with_work):
                 local_server = await local.enter_async_context(serving(reporter.note))

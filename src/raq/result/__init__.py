@@ -4,7 +4,9 @@ the evidence behind each significant pair. Written to files by raq.pipeline.fina
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from raq.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from raq.result.record import RunResult
@@ -12,11 +14,6 @@ if TYPE_CHECKING:
 __all__ = ["RunResult"]
 
 
-def __getattr__(name: str) -> Any:
-    # RunResult loads on first use: the command imports the gate's limits (raq.result.gate)
-    # at start-up, and a run's first request need not wait for the result's modules.
-    if name == "RunResult":
-        from raq.result.record import RunResult
-
-        return RunResult
-    raise AttributeError(f"module 'raq.result' has no attribute {name!r}")
+# RunResult loads on first use: the command imports the gate's limits (raq.result.gate)
+# at start-up, and a run's first request need not wait for the result's modules.
+__getattr__ = lazy_names(__name__, {"RunResult": "raq.result.record"})

@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats as ss
 
 from raq.stats.ranks import midranks
 
@@ -32,4 +31,7 @@ def kendall_tau(a: Any, b: Any) -> float:
     both = ~np.isnan(a) & ~np.isnan(b)
     if both.sum() < 2:
         return math.nan
+    # Deferred: the run's record pass imports this module during the requests, before scipy.
+    from scipy import stats as ss
+
     return float(ss.kendalltau(a[both], b[both]).statistic)
