@@ -237,3 +237,45 @@ def test_an_undecided_comparison_says_how_many_questions_would_decide_it(
     assert "questions would give 80% power" in verdict.reason
     (decided,) = gate(summary, "clueless", ["oracle"])
     assert "80% power" not in decided.reason
+
+
+# --- Two copies of one model: every question tied ----------------------------------------------
+
+
+@pytest.fixture
+def tied_run(make_config: ConfigWriter, tmp_path: Path) -> Path:
+    """The oracle twice under two names, ranked by the reference judge: identical answers, so
+    every question ranks them equal and the test has no p-value (its statistic is 0 / 0)."""
+    import yaml
+
+    path = make_config(candidates=["oracle"], judges=[{"name": "f1", "kind": "reference"}])
+    config = yaml.safe_load(path.read_text())
+    config["candidates"].append({**config["candidates"][0], "name": "oracle-again"})
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    out = tmp_path / "tied"
+    raq.evaluate(path, output=out, progress=False)
+    return out
+
+
+def test_a_pair_tied_on_every_question_has_no_p_value_and_says_why(tied_run: Path) -> None:
+    summary = json.loads((tied_run / "summary.json").read_text())
+    (pair,) = summary["pairs"]
+    assert pair["p_adjusted"] is None and pair["significant"] is False
+    why = f"no p-value: all {pair['n_pairs']} shared questions ranked them equal"
+    assert any(why in line for line in summary["tradeoffs"]), summary["tradeoffs"]
+    report = (tied_run / "report.md").read_text()
+    assert why in report and "nan" not in report
+    # The heatmap of p-values would be empty: left out, with the reason in the report.
+    assert not (tied_run / "plots" / "significance.png").exists()
+    assert "no pair has a p-value" in (tied_run / "report.html").read_text()
+
+
+def test_the_gate_reads_a_pair_without_a_p_value(tied_run: Path) -> None:
+    """It used to stop with a traceback (a None formatted as a number)."""
+    same = cli("gate", str(tied_run), "--baseline", "oracle")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert same.stdout.startswith("PASS oracle-again vs oracle (not-worse): no significant")
+    assert "no p-value: all" in same.stdout and "-0.00" not in same.stdout
+    better = cli("gate", str(tied_run), "--baseline", "oracle", "--require", "better")
+    assert better.returncode == 1 and "Traceback" not in better.stderr
+    assert better.stdout.startswith("FAIL oracle-again vs oracle (better): no significant")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -84,8 +85,8 @@ def render_markdown(result: RunResult) -> str:
         for row_name, row in pv.iterrows():
             cells = [str(row_name)]
             for col_name, value in row.items():
-                if row_name == col_name:
-                    cells.append("–")
+                if row_name == col_name or not math.isfinite(value):
+                    cells.append("–")  # a pair without a p-value: see the tradeoff lines
                 else:
                     cells.append(Md(f"{value:.3g}{' **sig**' if value < test['alpha'] else ''}"))
             matrix_rows.append(cells)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -155,8 +156,7 @@ def _print_matrix(result: RunResult, console: Console) -> None:
             if row_name == col_name:
                 cells.append("·")
             else:
-                mark = "*" if value < alpha else ""
-                cells.append(f"{value:.3g}{mark}")
+                cells.append(_p_cell(value, alpha))
         table.add_row(str(row_name), *cells)
     if _fits(table, console):
         console.print(table)
@@ -171,8 +171,15 @@ def _print_matrix(result: RunResult, console: Console) -> None:
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             value = pvalues.at[a, b]
-            pairs.add_row(str(a), str(b), f"{value:.3g}{'*' if value < alpha else ''}")
+            pairs.add_row(str(a), str(b), _p_cell(value, alpha))
     console.print(pairs)
+
+
+def _p_cell(value: float, alpha: float) -> str:
+    """A pair's adjusted p, starred below alpha; "–" for a pair the test gave none."""
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.3g}{'*' if value < alpha else ''}"
 
 
 def _narrow_comparison(diff: dict, title: Any) -> Table:

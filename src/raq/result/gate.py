@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from raq.core.errors import InputError
+from raq.result.verdict import p_phrase
 
 Requirement = Literal["not-worse", "better"]
 MarginUnit = Literal["mean-rank", "win-rate"]
@@ -220,6 +221,7 @@ def _verdict(
         return Verdict(name, baseline, False, require, None, None, None, "no ranks to compare")
     flipped = pair["a"] != name
     diff = -pair["mean_rank_diff"] if flipped else pair["mean_rank_diff"]
+    diff = diff or 0.0  # a tie flipped is -0.0, printed "-0.00"
     win = 1 - pair["win_rate_a"] if flipped else pair["win_rate_a"]
     p = pair["p_adjusted"]
     significant = p is not None and p < alpha
@@ -232,7 +234,7 @@ def _verdict(
         else "no significant difference"
     )
     evidence = (
-        f"adjusted p = {p:.3g}, alpha = {alpha:g}; mean rank {diff:+.2f} vs baseline, "
+        f"{p_phrase(pair, '.3g')}, alpha = {alpha:g}; mean rank {diff:+.2f} vs baseline, "
         f"wins {win:.0%} of {pair['n_pairs']} shared questions"
     )
     if require == "better":

@@ -31,6 +31,18 @@ def oriented(pair: dict[str, Any]) -> tuple[str, str, float]:
     return pair["b"], pair["a"], 1 - pair["win_rate_a"]
 
 
+def p_phrase(pair: dict[str, Any], digits: str = ".2g") -> str:
+    """A pair's adjusted p-value in words: "adjusted p = 0.012", or why it has none. A test
+    gives no p-value when its statistic is undefined (0 / 0), as when every question ranked
+    the candidates equal (a judge that ties identical answers, two copies of one model)."""
+    p = pair.get("p_adjusted")
+    if p is not None and math.isfinite(p):
+        return f"adjusted p = {p:{digits}}"
+    if pair.get("paired_diff") == 0 and pair.get("paired_diff_sd") == 0:
+        return f"no p-value: all {pair['n_pairs']} shared questions ranked them equal"
+    return "no p-value: the test's statistic is undefined"
+
+
 def verdict_lines(summary: dict[str, Any]) -> list[str]:
     """One line per significant pair, best-placed winner first; a single line when no pair
     differs or there is no verdict."""
@@ -53,8 +65,7 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
         won = f"wins {win:.0%}" if win is not None and math.isfinite(win) else "wins –"
         line = (
             f"{better} beats {worse}: {won} of {pair['n_pairs']} questions (ties count half), "
-            f"mean rank {mean_better:.2f} vs {mean_worse:.2f}, adjusted p = "
-            f"{pair['p_adjusted']:.2g} ({label})"
+            f"mean rank {mean_better:.2f} vs {mean_worse:.2f}, {p_phrase(pair)} ({label})"
         )
         found.append(((mean_better, mean_worse, better, worse), line))
     if not found:
@@ -76,10 +87,10 @@ def tradeoff_lines(summary: dict[str, Any]) -> list[str]:
         if pair["significant"]:
             continue
         a, b = pair["a"], pair["b"]
-        line = (
-            f"{a} and {b} do not differ significantly in quality (adjusted p = "
-            f"{pair['p_adjusted']:.2g}, {pair['n_pairs']} questions)"
-        )
+        evidence = p_phrase(pair)
+        if evidence.startswith("adjusted p"):  # the other phrases name their questions
+            evidence += f", {pair['n_pairs']} questions"
+        line = f"{a} and {b} do not differ significantly in quality ({evidence})"
         speed_a, speed_b = (candidates[n].get("words_per_second") for n in (a, b))
         if speed_a and speed_b:
             fast, slow = (a, b) if speed_a >= speed_b else (b, a)

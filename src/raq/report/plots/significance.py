@@ -53,6 +53,11 @@ def draw_significance(result: RunResult, labels: dict[str, str]) -> Figure | str
         return pvalues
     k = len(pvalues)
     names = list(pvalues.index)
+    if not any(math.isfinite(pvalues.at[a, b]) for a in names for b in names if a != b):
+        return (
+            "no pair has a p-value: the test's statistic is undefined, as when every question "
+            "ranked the candidates equal"
+        )
     shown = pvalues.rename(index=labels, columns=labels)
     longest = max(len(labels[n]) for n in names)
     cells = 0.7 * k + 0.5  # inches for the matrix itself; labels and colour bar come on top
