@@ -279,3 +279,12 @@ def test_the_gate_reads_a_pair_without_a_p_value(tied_run: Path) -> None:
     better = cli("gate", str(tied_run), "--baseline", "oracle", "--require", "better")
     assert better.returncode == 1 and "Traceback" not in better.stderr
     assert better.stdout.startswith("FAIL oracle-again vs oracle (better): no significant")
+
+
+def test_a_p_value_below_the_smallest_float_is_not_printed_as_zero() -> None:
+    from raq.result.verdict import p_phrase
+
+    pair = {"p_adjusted": 0.0, "n_pairs": 2500, "paired_diff": -0.5, "paired_diff_sd": 0.5}
+    assert p_phrase(pair) == "adjusted p < 1e-300"
+    assert p_phrase(pair | {"p_adjusted": 0.0123}) == "adjusted p = 0.012"
+    assert p_phrase(pair | {"p_adjusted": None}) == "no p-value: the test's statistic is undefined"

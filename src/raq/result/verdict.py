@@ -36,6 +36,8 @@ def p_phrase(pair: dict[str, Any], digits: str = ".2g") -> str:
     gives no p-value when its statistic is undefined (0 / 0), as when every question ranked
     the candidates equal (a judge that ties identical answers, two copies of one model)."""
     p = pair.get("p_adjusted")
+    if p == 0:  # below the smallest float: "p = 0" would claim certainty
+        return "adjusted p < 1e-300"
     if p is not None and math.isfinite(p):
         return f"adjusted p = {p:{digits}}"
     if pair.get("paired_diff") == 0 and pair.get("paired_diff_sd") == 0:
