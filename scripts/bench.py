@@ -276,15 +276,12 @@ def _server_main(conn: Any, row: Row) -> None:
         reply_text,
     )
 
-    answer = Behaviour(
-        reply=reply_text(fixed_text(WORDS)),
-        latency_s=row.latency_s,
-        ttft_s=row.ttft_s,
-        tokens_per_s=row.tokens_per_s,
-    )
+    timing = {"latency_s": row.latency_s, "ttft_s": row.ttft_s, "tokens_per_s": row.tokens_per_s}
+    answer = Behaviour(reply=reply_text(fixed_text(WORDS)), **timing)
     judge_latency = row.judge_latency_s if row.judge_latency_s is not None else row.latency_s
     judge = Behaviour(reply=judge_presented_order(), latency_s=judge_latency)
-    behaviours = {name: answer for name in CANDIDATES} | {JUDGE_MODEL: judge}
+    behaviours = {CANDIDATES[0]: answer, CANDIDATES[1]: Behaviour(reply=_half_right, **timing)}
+    behaviours[JUDGE_MODEL] = judge
     limit = None
     if row.rate_limit_per_s:
         limit = RateLimit(row.rate_limit_per_s, row.rate_burst, headers=row.rate_headers)
@@ -298,6 +295,23 @@ def _server_main(conn: Any, row: Row) -> None:
     with contextlib.suppress(BrokenPipeError):
         conn.send((server.count(), limit.refused if limit else 0, server.model_switches()))
     server.stop()
+
+
+_MILL = re.compile(r"mill number (\d+)")
+
+
+def _half_right(body: dict[str, Any]) -> str:
+    """The second candidate: the first's words, ending in a reference answer on the questions
+    with an even mill number. The reference judge then ranks it first on half the questions
+    and ties the rest, so the outputs are those of a real difference (p-values, every plot
+    drawn), not of two identical candidates; its answers are as long as the first's."""
+    from raq.testing.fake_server import fixed_text
+
+    text = fixed_text(WORDS)
+    found = _MILL.search(str(body["messages"][-1]["content"]))
+    if found is None or int(found.group(1)) % 2:
+        return text
+    return " ".join(text.split(" ")[:-3]) + " the old town."
 
 
 # ---------------------------------------------------------------------------------------------
