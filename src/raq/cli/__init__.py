@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from raq.core import collector
+from raq.core.lazy import lazy_names
 
 __all__ = ["app", "main"]
 
@@ -19,9 +18,5 @@ def main() -> None:
     command()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "app":  # the Typer app, loaded on first use so that main can pause first
-        from raq.cli.app import app
-
-        return app
-    raise AttributeError(f"module 'raq.cli' has no attribute {name!r}")
+# The Typer app loads on first use, so that main can pause the collector first.
+__getattr__ = lazy_names(__name__, {"app": "raq.cli.app"})

@@ -38,11 +38,20 @@ def p_phrase(pair: dict[str, Any], digits: str = ".2g") -> str:
     p = pair.get("p_adjusted")
     if p == 0:  # below the smallest float: "p = 0" would claim certainty
         return "adjusted p < 1e-300"
-    if p is not None and math.isfinite(p):
+    if _has_p(pair):
         return f"adjusted p = {p:{digits}}"
-    if pair.get("paired_diff") == 0 and pair.get("paired_diff_sd") == 0:
+    if _ranked_equal_throughout(pair):
         return f"no p-value: all {pair['n_pairs']} shared questions ranked them equal"
     return "no p-value: the test's statistic is undefined"
+
+
+def _has_p(pair: dict[str, Any]) -> bool:
+    p = pair.get("p_adjusted")
+    return p is not None and math.isfinite(p)
+
+
+def _ranked_equal_throughout(pair: dict[str, Any]) -> bool:
+    return pair.get("paired_diff") == 0 and pair.get("paired_diff_sd") == 0
 
 
 def verdict_lines(summary: dict[str, Any]) -> list[str]:
@@ -90,7 +99,7 @@ def tradeoff_lines(summary: dict[str, Any]) -> list[str]:
             continue
         a, b = pair["a"], pair["b"]
         evidence = p_phrase(pair)
-        if evidence.startswith("adjusted p"):  # the other phrases name their questions
+        if _has_p(pair) or not _ranked_equal_throughout(pair):  # that phrase names them
             evidence += f", {pair['n_pairs']} questions"
         line = f"{a} and {b} do not differ significantly in quality ({evidence})"
         speed_a, speed_b = (candidates[n].get("words_per_second") for n in (a, b))
