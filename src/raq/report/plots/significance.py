@@ -82,7 +82,7 @@ def draw_significance(result: RunResult, labels: dict[str, str]) -> Figure | str
         f"{_test_text(result)}; colour bins at 0.05/0.01/0.001{note}"
     )
     laid_out(fig, rect=(0, 0, 0.86, 1))
-    fig.canvas.draw()  # the square heatmap's final box is known only after a draw
+    ax.apply_aspect()  # the square heatmap's final box (what a draw would settle first)
     box = ax.get_position()
     cbar.ax.set_position((box.x1 + 0.03, box.y0 + box.height * 0.3, 0.03, box.height * 0.4))
     return fig
