@@ -87,10 +87,14 @@ def test_limit_and_shuffle_are_applied_while_streaming(tmp_path: Path) -> None:
     assert first != [f"q{n}" for n in range(50)], "shuffled"
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
-def test_every_local_format_loads_in_the_seeded_shuffled_order(tmp_path: Path, suffix: str) -> None:
+def test_every_local_format_loads_in_the_seeded_shuffled_order(
+    tmp_path: Path, suffix: str, shuffle: bool
+) -> None:
     """Rows are staged on disk and read back in the order random.Random(seed) shuffles their
-    indices into, whatever the file format."""
+    indices into, whatever the file format; unshuffled (read back in one query), in the
+    file's order."""
     import random
 
     import pandas as pd
@@ -104,8 +108,9 @@ def test_every_local_format_loads_in_the_seeded_shuffled_order(tmp_path: Path, s
     else:
         pd.DataFrame(rows).to_parquet(path)
     order = list(range(len(rows)))
-    random.Random(3).shuffle(order)
-    config = DatasetConfig(path=str(path), shuffle=True, fields={"answer": "answer"})
+    if shuffle:
+        random.Random(3).shuffle(order)
+    config = DatasetConfig(path=str(path), shuffle=shuffle, fields={"answer": "answer"})
     items = load_items(config, seed=3)
     assert [i.id for i in items] == [rows[n]["id"] for n in order]
     assert [i.answers for i in items] == [(rows[n]["answer"],) for n in order]

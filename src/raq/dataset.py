@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import re
 import sqlite3
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def load_rows(config: DatasetConfig, seed: int) -> Iterator[Row]:
     # Map a little more than the limit, since rows without an answer are skipped.
     if config.limit:
         indices = indices[: max(config.limit * 2, config.limit + 100)]
-    return _rows_at(rows, indices)
+    return _rows_at(rows, indices, in_order=not config.shuffle)
 
 
 def _load_with_datasets(config: DatasetConfig, path: str, split: str) -> Any:
@@ -134,8 +135,12 @@ def _load_with_datasets(config: DatasetConfig, path: str, split: str) -> Any:
     return rows
 
 
-def _rows_at(rows: Any, indices: array[int]) -> Iterator[Row]:
+def _rows_at(rows: Any, indices: array[int], in_order: bool) -> Iterator[Row]:
+    """The rows at ``indices``; ``in_order``: they are 0, 1, 2, … (not shuffled)."""
     try:
+        if in_order and isinstance(rows, _StagedRows):
+            yield from rows.first(len(indices))  # one query, not one per row
+            return
         for i in indices:
             yield i, rows[i]
     finally:
@@ -180,17 +185,24 @@ class _StagedRows:
     streamed file does not give."""
 
     def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self._stage(json.dumps(row, ensure_ascii=False, default=str) for row in rows)
+
+    @classmethod
+    def of_json(cls, texts: Iterator[str]) -> _StagedRows:
+        """Rows given as JSON texts (a JSONL file's lines, kept as read: no need to write
+        them out again)."""
+        staged = cls.__new__(cls)
+        staged._stage(texts)
+        return staged
+
+    def _stage(self, texts: Iterator[str]) -> None:
         # "": a private temporary on-disk database, deleted on close. Set-up may read it from
         # another thread than the one that wrote it, one reader at a time.
         self._conn = sqlite3.connect("", check_same_thread=False)
         try:
             self._conn.execute("CREATE TABLE rows (i INTEGER PRIMARY KEY, row TEXT NOT NULL)")
             with self._conn:
-                self._conn.executemany(
-                    "INSERT INTO rows VALUES (?, ?)",
-                    ((i, json.dumps(row, ensure_ascii=False, default=str))
-                     for i, row in enumerate(rows)),
-                )  # fmt: skip
+                self._conn.executemany("INSERT INTO rows VALUES (?, ?)", enumerate(texts))
         except BaseException:
             self._conn.close()
             raise
@@ -202,6 +214,11 @@ class _StagedRows:
     def __getitem__(self, i: int) -> dict[str, Any]:
         (row,) = self._conn.execute("SELECT row FROM rows WHERE i = ?", (i,)).fetchone()
         return json.loads(row)
+
+    def first(self, n: int) -> Iterator[Row]:
+        """Rows 0 to n - 1 in order, from one query (a cursor reads them a page at a time)."""
+        for i, row in self._conn.execute("SELECT i, row FROM rows WHERE i < ? ORDER BY i", (n,)):
+            yield i, json.loads(row)
 
     def close(self) -> None:
         self._conn.close()
@@ -221,23 +238,25 @@ def _json_lines_as_written(path: Path) -> _StagedRows | None:
     not import datasets (about half a second)."""
     shape: list[object] = [None]
 
-    def rows() -> Iterator[dict[str, Any]]:
-        for row in _json_lines(path):
+    def texts() -> Iterator[str]:
+        for line, row in _json_lines_read(path):
             if not isinstance(row, dict):
                 raise _Irregular
             shape[0] = _agree(shape[0], _shape(row))
-            yield row
+            yield line
 
     try:
-        return _staged_as_written(path, rows())
+        return _staged_as_written(path, texts, _StagedRows.of_json)
     except _Irregular:
         return None
 
 
-def _staged_as_written(path: Path, rows: Iterator[dict[str, Any]]) -> _StagedRows:
+def _staged_as_written(
+    path: Path, rows: Callable[[], Iterator[Any]], stage: Callable[[Iterator[Any]], _StagedRows]
+) -> _StagedRows:
     """Rows raq read from ``path`` itself, staged; a file that cannot be read is one line."""
     try:
-        return _StagedRows(rows)
+        return stage(rows())
     except OSError as exc:
         raise DatasetError(f"dataset '{path}': cannot be read ({exc.strerror})") from None
 
@@ -250,7 +269,7 @@ def _csv_as_written(path: Path) -> _StagedRows:
     ``3.1``, ``0.5`` and ``1000.0``, an id ``007`` is not ``7``, and ``NA``, ``None`` or
     ``null`` are answers, not missing values. Only an empty cell is null. The first row names
     the columns."""
-    return _staged_as_written(path, _csv_rows(path))
+    return _staged_as_written(path, lambda: _csv_rows(path), _StagedRows)
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -333,22 +352,22 @@ def _agree(a: object, b: object) -> object:
     raise _Irregular
 
 
-def _json_lines(path: Path) -> Iterator[Any]:
-    """A JSONL file's values, one per non-blank line; a line that is not UTF-8 or not JSON is
-    a DatasetError naming it (datasets only says that loading failed)."""
+def _json_lines_read(path: Path) -> Iterator[tuple[str, Any]]:
+    """A JSONL file's non-blank lines, each with its value; a line that is not UTF-8 or not
+    JSON is a DatasetError naming it (datasets only says that loading failed)."""
     with path.open("rb") as file:
         for number, line in enumerate(_decoded_lines(path, file), start=1):
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                yield line, json.loads(line)
             except ValueError as exc:
                 raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
 
 
 def _check_json_lines(path: Path) -> None:
     """Name the first broken line of a JSONL file before datasets reads it."""
-    for _ in _json_lines(path):
+    for _ in _json_lines_read(path):
         pass
 
 
@@ -371,15 +390,23 @@ def _to_item(row: dict[str, Any], row_index: int, fields: FieldMap, path: str) -
     )
 
 
+@functools.cache
+def _path_steps(dotted: str) -> tuple[str | int, ...]:
+    """``answers.text[0]`` → ("answers", "text", 0): parsed once per field, not once per row."""
+    return tuple(
+        int(index) if index is not None else key
+        for key, index in (match.groups() for match in _PATH_PART.finditer(dotted))
+    )
+
+
 def lookup_field(
     row: dict[str, Any], dotted: str, row_index: int, path: str, required: bool = False
 ) -> Any:
     """Follow ``answers.text[0]``-style paths; a missing required field is a DatasetError."""
     value: Any = row
-    for match in _PATH_PART.finditer(dotted):
-        key, index = match.groups()
+    for step in _path_steps(dotted):
         try:
-            value = value[int(index)] if index is not None else value[key]
+            value = value[step]
         except (KeyError, IndexError, TypeError):
             if not required:
                 return None
