@@ -152,6 +152,7 @@ def test_any_split_of_the_questions_reads_the_same_records(
             records = record_pass.finish()
             assert {name: (out / name).read_bytes() for name in RECORD_FILES} == expected
             assert records.answers == once.answers and records.judge_tallies == once.judge_tallies
+            assert pickle.dumps(records.words_ranks) == pickle.dumps(once.words_ranks)
             # The rank tallies and box statistics, state for state (arrays included).
             assert pickle.dumps(records.ranks) == pickle.dumps(once.ranks)
             assert pickle.dumps(records.speed_boxes) == pickle.dumps(once.speed_boxes)

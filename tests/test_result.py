@@ -179,6 +179,41 @@ def test_the_mixed_run_exercises_what_it_claims(
     assert no_usage["distributions"]["time_per_output_token_s"]["n"] > 10
 
 
+def test_the_length_bias_pairs_are_counted_from_the_record_files(
+    mixed_run: tuple[raq.RunResult, list[dict[str, Any]]],
+) -> None:
+    """One (answer words, mean rank over the repeats) pair per judge, candidate and question
+    whose answer succeeded: counted here from answers.jsonl and ranks.csv alone, and by the
+    record pass as it reads the store (a question's ranks arrive repeat by repeat)."""
+    import csv
+
+    from raq.result.reading import read_records
+    from raq.store import RunStore
+
+    result, rows = mixed_run
+    words = {(r["question_id"], r["candidate"]): r["words"] for r in rows if r["error"] is None}
+    ranks: dict[tuple[str, str, str], list[float]] = {}
+    with (result.run_dir / "ranks.csv").open() as file:
+        for row in csv.DictReader(file):
+            key = (row["judge"], row["candidate"], row["question_id"])
+            ranks.setdefault(key, []).append(float(row["rank"]))
+    expected: dict[str, dict[str, dict[tuple[float, float], int]]] = {}
+    for (judge, candidate, question), values in ranks.items():
+        if (question, candidate) in words:
+            pair = (float(words[question, candidate]), round(sum(values) / len(values), 9))
+            counts = expected.setdefault(judge, {}).setdefault(candidate, {})
+            counts[pair] = counts.get(pair, 0) + 1
+    assert any(len(v) == 2 for v in ranks.values()), "repeats fold together"
+    assert sum(r["error"] is not None for r in rows) == 3, "failed answers have no length"
+    store = RunStore.open_existing(result.run_dir)
+    try:
+        assert read_records(store).words_ranks == expected
+    finally:
+        store.close()
+    n_pairs = sum(sum(c.values()) for by in expected.values() for c in by.values())
+    assert result.summary_json["diagnostics"]["length_bias"]["n"] == n_pairs
+
+
 def test_result_answers_holds_every_answer_with_its_text(
     mixed_run: tuple[raq.RunResult, list[dict[str, Any]]],
 ) -> None:

@@ -23,7 +23,7 @@ from raq.result.tables import (
 )
 from raq.stats.answer_summary import error_kind, summarise_answers
 from raq.stats.controls import ControlScore, ControlTally
-from raq.stats.tally import RankStream, WordsRanks, words_rank_counts
+from raq.stats.tally import RankStream, WordsRanks, WordsRankTally
 from raq.store import RunStore
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ def read_records(
 
 # The largest question index SQLite stores: "every question from here on".
 _LAST = 2**63 - 1
+# The most questions read at once (their answers' lengths are held until their judgments are).
+_RANGE = 1024
 
 
 class RecordPass:
@@ -110,11 +112,13 @@ class RecordPass:
         self.control_tallies = {j.name: ControlTally(j.name) for j in config.judges}
         self.plants_controls = any(j.plants_controls for j in config.judges)
         self.names = Interned()
+        self.words_ranks = WordsRankTally()
         self._files = contextlib.ExitStack()
         self._answers_out = self._open(JsonlWriter, answers_jsonl)
         self._judgments_out = self._open(JsonlWriter, judgments_jsonl)
         self._ranks_out = self._open(RanksCsv, ranks_csv)
         self.read_below = 0  # the questions below this index are read
+        self._end: int | None = None  # one more than the largest question index
 
     @classmethod
     def into_run_dir(
@@ -136,14 +140,22 @@ class RecordPass:
     def feed(self, below: int = _LAST) -> None:
         """Read the questions from the last one read up to (not including) index ``below``:
         every one of them must have all its answers and judgments stored."""
-        if below <= self.read_below:
-            return
-        span = (self.read_below, below)
-        for answer in self.store.answers(self.candidates, span):
+        if below > self.read_below:
+            if self._end is None:  # the questions are staged before a pass starts
+                self._end = self.store.question_index_end()
+            below = min(below, self._end)
+        while self.read_below < below:  # a range at a time: its answers' lengths are held
+            self._feed_range(self.read_below, min(below, self.read_below + _RANGE))
+
+    def _feed_range(self, start: int, stop: int) -> None:
+        words: dict[tuple[str, str], float] = {}  # (question, candidate) → answer length
+        for answer in self.store.answers(self.candidates, (start, stop)):
             row = _flagged_row(answer, self.addressing)
             if self._answers_out is not None:
                 self._answers_out.write(row)
-        for judgment in self.store.judgments(span):
+            if answer.ok and answer.words is not None:
+                words[answer.question_id, answer.candidate] = answer.words
+        for judgment in self.store.judgments((start, stop)):
             if not self.current(judgment.judge, judgment.repeat):
                 continue
             _tally(self.tallies[judgment.judge], judgment)
@@ -154,9 +166,10 @@ class RecordPass:
                 _add_ranks(self.stream, judgment, {row[3]: row[5] for row in rows})
                 if self._ranks_out is not None:
                     self._ranks_out.write(rows)
+                _add_lengths(self.words_ranks, judgment, words)
             if self._judgments_out is not None:
                 self._judgments_out.write(_judgment_row(judgment))
-        self.read_below = below
+        self.read_below = stop
 
     def discard(self) -> None:
         """Stop without writing: the files being written are removed, the old ones kept."""
@@ -196,13 +209,7 @@ class RecordPass:
                 store.answer_metrics([candidate.name]), prices
             )
             answers[candidate.name]["answers_addressing_judge"] = self.addressing[candidate.name]
-        words_ranks = words_rank_counts(
-            (judge, candidate, question, words, rank)
-            for judge, candidate, question, repeat, words, rank in store.words_and_ranks(
-                self.candidates
-            )
-            if current(judge, repeat)
-        )
+        words_ranks = self.words_ranks.counts()
         meta = {
             key: store.get_meta(key)
             for key in ("name", "created_at", "updated_at", "status", "requests",
@@ -246,6 +253,18 @@ def _add_ranks(stream: RankStream, judgment: Judgment, positions: dict[str, int 
         judgment.question_id, judgment.repeat, judgment.judge, judgment.ranks, positions,
         judgment.position_ranks(),
     )  # fmt: skip
+
+
+def _add_lengths(
+    tally: WordsRankTally, judgment: Judgment, words: dict[tuple[str, str], float]
+) -> None:
+    """A successful judgment's ranks with the lengths of the answers they rank (the length-bias
+    test's pairs); a candidate whose answer failed has no length."""
+    question = judgment.question_id
+    for candidate, rank in judgment.ranks.items():
+        length = words.get((question, candidate))
+        if length is not None:
+            tally.add(judgment.judge, candidate, question, length, rank)
 
 
 def _new_tally() -> dict[str, Any]:

@@ -25,6 +25,7 @@ import math
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from raq.stats.concordance import kendall_tau, kendall_w
 from raq.stats.ranks import midranks
@@ -312,24 +313,49 @@ WordsRanks = dict[str, dict[str, dict[tuple[float, float], int]]]
 
 
 def words_rank_counts(rows: Iterable[tuple[str, str, object, float, float]]) -> WordsRanks:
-    """(judge, candidate, question, words, rank) rows, a judge's and candidate's rows of one
-    question together → per judge and candidate, (words, the question's mean rank) → count: the
-    length-bias tally, one pair per question (repeats re-measure the same answer)."""
-    out: WordsRanks = {}
-    key: tuple[str, str, object] | None = None
-    words, total, count = 0.0, 0.0, 0
+    """(judge, candidate, question, words, rank) rows, the rows of one question together →
+    per judge and candidate, (words, the question's mean rank) → count: the length-bias tally,
+    one pair per question (repeats re-measure the same answer)."""
+    tally = WordsRankTally()
+    for row in rows:
+        tally.add(*row)
+    return tally.counts()
 
-    def flush() -> None:
-        if key is not None and count:
-            counts = out.setdefault(key[0], {}).setdefault(key[1], {})
+
+class WordsRankTally:
+    """``words_rank_counts`` fed a rank at a time: a question's ranks must come together (a
+    record pass reads them question by question), in any order of judges, candidates and
+    repeats."""
+
+    def __init__(self) -> None:
+        self._counts: WordsRanks = {}
+        self._question: object = _NO_QUESTION
+        # (judge, candidate) → [words, rank total, ranks] for the question being read.
+        self._open: dict[tuple[str, str], list[Any]] = {}
+
+    def add(self, judge: str, candidate: str, question: object, words: float, rank: float) -> None:
+        if question != self._question:
+            self._close_question()
+            self._question = question
+        entry = self._open.get((judge, candidate))
+        if entry is None:
+            self._open[(judge, candidate)] = [words, float(rank), 1]
+        else:
+            entry[1] += float(rank)
+            entry[2] += 1
+
+    def counts(self) -> WordsRanks:
+        """The tally so far, judges and candidates in name order."""
+        self._close_question()
+        return {
+            judge: {candidate: by_candidate[candidate] for candidate in sorted(by_candidate)}
+            for judge, by_candidate in sorted(self._counts.items())
+        }
+
+    def _close_question(self) -> None:
+        for (judge, candidate), (words, total, count) in self._open.items():
+            counts = self._counts.setdefault(judge, {}).setdefault(candidate, {})
             pair = (float(words), round(total / count, 9))
             counts[pair] = counts.get(pair, 0) + 1
-
-    for judge, candidate, question, n_words, rank in rows:
-        if (judge, candidate, question) != key:
-            flush()
-            key, words, total, count = (judge, candidate, question), n_words, 0.0, 0
-        total += float(rank)
-        count += 1
-    flush()
-    return out
+        self._open = {}
+        self._question = _NO_QUESTION

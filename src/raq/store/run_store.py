@@ -106,6 +106,10 @@ class RunStore:
     def question_count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM questions").fetchone()[0]
 
+    def question_index_end(self) -> int:
+        """One more than the largest question index (0 without questions)."""
+        return self._conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM questions").fetchone()[0]
+
     def iter_questions(self, page_size: int = 512) -> Iterator[tuple[int, QAItem]]:
         """The questions in index order, read a page at a time (memory flat in their number)."""
         last = -1
@@ -298,21 +302,6 @@ class RunStore:
             "SELECT DISTINCT j.judge, j.repeat, r.key FROM judgments j"
             " JOIN questions q ON q.id = j.question_id, json_each(j.ranks) r"
             " WHERE j.error IS NULL"
-        )
-
-    def words_and_ranks(self, candidates: Collection[str]) -> Iterator[tuple]:
-        """(judge, candidate, question_id, repeat, words, rank) for every rank of a successful
-        answer, ordered by judge, candidate and question (the length-bias test folds a
-        question's repeats as the rows stream)."""
-        names = sorted(candidates)
-        return self._conn.execute(
-            "SELECT j.judge, a.candidate, j.question_id, j.repeat, a.words, r.value"
-            " FROM judgments j JOIN questions q ON q.id = j.question_id, json_each(j.ranks) r"
-            " JOIN answers a ON a.question_id = j.question_id AND a.candidate = r.key"
-            f" WHERE j.error IS NULL AND a.candidate IN ({','.join('?' * len(names))})"
-            " AND a.answer IS NOT NULL AND a.error IS NULL AND a.words IS NOT NULL"
-            " ORDER BY j.judge, a.candidate, q.idx",
-            tuple(names),
         )
 
     def copy_from(self, other: Path) -> None:
