@@ -169,3 +169,19 @@ def test_a_helper_that_died_leaves_its_plots_to_the_run(
 
     helper.send = send_then_die  # type: ignore[method-assign]
     assert _finalize_again(run_dir, helper) == alone
+
+
+def test_the_helpers_rehearsal_leaves_no_file_and_no_style_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper warms up on a throwaway figure while the run's requests are in flight; what
+    it draws afterwards must not depend on it (the test above compares the files)."""
+    import matplotlib
+
+    from raq.report.plots.drawing import rehearse_drawing
+
+    monkeypatch.chdir(tmp_path)
+    before = dict(matplotlib.rcParams)
+    rehearse_drawing()
+    assert dict(matplotlib.rcParams) == before
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -143,7 +143,7 @@ def laid_out(fig: Figure, rect: tuple[float, float, float, float] | None = None)
     return fig
 
 
-def save_png(fig: Figure, path: Path) -> None:
+def save_png(fig: Figure, path: Path | IO[bytes]) -> None:
     """The PNG of ``fig`` cropped to what it draws plus PAD_INCHES, the same bytes as
     ``savefig(bbox_inches="tight")``, for about 10 % less: that draws the whole figure once
     more only to measure it, while its extent can be measured without drawing."""
