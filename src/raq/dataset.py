@@ -246,17 +246,20 @@ def _json_lines_as_written(path: Path) -> _StagedRows | None:
             yield line
 
     try:
-        return _staged_as_written(path, texts, _StagedRows.of_json)
+        return _staged_as_written(path, texts(), _StagedRows.of_json)
     except _Irregular:
         return None
 
 
 def _staged_as_written(
-    path: Path, rows: Callable[[], Iterator[Any]], stage: Callable[[Iterator[Any]], _StagedRows]
+    path: Path,
+    rows: Iterator[Any],
+    stage: Callable[[Iterator[Any]], _StagedRows] = _StagedRows,
 ) -> _StagedRows:
-    """Rows raq read from ``path`` itself, staged; a file that cannot be read is one line."""
+    """Rows raq read from ``path`` itself (as ``stage`` takes them: values, or their JSON
+    texts), staged; a file that cannot be read is one line."""
     try:
-        return stage(rows())
+        return stage(rows)
     except OSError as exc:
         raise DatasetError(f"dataset '{path}': cannot be read ({exc.strerror})") from None
 
@@ -269,7 +272,7 @@ def _csv_as_written(path: Path) -> _StagedRows:
     ``3.1``, ``0.5`` and ``1000.0``, an id ``007`` is not ``7``, and ``NA``, ``None`` or
     ``null`` are answers, not missing values. Only an empty cell is null. The first row names
     the columns."""
-    return _staged_as_written(path, lambda: _csv_rows(path), _StagedRows)
+    return _staged_as_written(path, _csv_rows(path))
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
