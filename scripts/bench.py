@@ -562,9 +562,11 @@ async def _run_pipeline(
         # from 1 s in): otherwise the request stage of a run longer than that holds them and
         # one shorter does not, and the stage's growth with the number of questions is hidden
         # behind them. Only here: the timing rows pay for those imports, as a run does.
+        import threading
+
         from raq.pipeline.outputs_ahead import _import_outputs
 
-        _import_outputs()
+        _import_outputs(threading.Event())
 
     import raq.result
     import raq.stats  # noqa: F401
