@@ -89,7 +89,7 @@ def test_limit_and_shuffle_are_applied_while_streaming(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
-def test_every_local_format_loads_in_the_seeded_shuffled_order(
+def test_every_local_format_loads_in_the_seeded_shuffled_order_or_as_written(
     tmp_path: Path, suffix: str, shuffle: bool
 ) -> None:
     """Rows are staged on disk and read back in the order random.Random(seed) shuffles their

@@ -182,6 +182,6 @@ def test_the_helpers_rehearsal_leaves_no_file_and_no_style_behind(
 
     monkeypatch.chdir(tmp_path)
     before = dict(matplotlib.rcParams)
-    rehearse_drawing()
+    assert rehearse_drawing(), "it drew (a rehearsal that quietly fails warms nothing)"
     assert dict(matplotlib.rcParams) == before
     assert list(tmp_path.iterdir()) == []

@@ -242,3 +242,39 @@ def test_the_record_pass_modules_load_without_scipy_pandas_or_matplotlib() -> No
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "False", "False", "False"]
+
+
+def test_finished_questions_past_the_last_one_do_not_keep_the_reader_busy(
+    make_config: ConfigWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass reads at most to the last question; should the run say more are finished, the
+    reader waits for its next turn instead of asking the pass again and again."""
+    run_dir = tmp_path / "run"
+    raq.evaluate(make_config(repeats=1), output=run_dir, progress=False)
+    (run_dir / "answers.jsonl").unlink()  # the pass writes the record files anew
+    monkeypatch.setattr(raq.pipeline.records_ahead, "READ_EVERY_S", 0.01)
+    store = RunStore.open_existing(run_dir)
+    feeds: list[int] = []
+    feed = RecordPass.feed
+
+    def counted(self: RecordPass, below: int = 2**63 - 1) -> None:
+        feeds.append(below)
+        feed(self, below)
+
+    monkeypatch.setattr(RecordPass, "feed", counted)
+
+    async def read_a_while() -> RecordPass | None:
+        ahead = raq.pipeline.records_ahead.RecordsAhead(run_dir, store, lambda: 10**9, lambda: True)
+        ahead.start()
+        await asyncio.sleep(0.2)
+        ahead.stop()
+        await asyncio.sleep(0)
+        return ahead.take()
+
+    try:
+        record_pass = asyncio.run(read_a_while())
+        assert record_pass is not None and record_pass.read_below == store.question_index_end()
+        assert len(feeds) < 100, f"asked {len(feeds)} times in 0.2 s"
+        record_pass.finish()
+    finally:
+        store.close()

@@ -72,7 +72,10 @@ class RecordsAhead:
             await asyncio.sleep(READ_EVERY_S)
             below = self.finished_below()
             while record_pass.read_below < below:
-                record_pass.feed(min(below, record_pass.read_below + QUESTIONS_AT_A_TIME))
+                before = record_pass.read_below
+                record_pass.feed(min(below, before + QUESTIONS_AT_A_TIME))
+                if record_pass.read_below == before:  # past the last question: all read
+                    break
                 await asyncio.sleep(0)
 
     def take(self) -> RecordPass | None:

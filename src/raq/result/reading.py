@@ -56,9 +56,10 @@ def read_records(
     """Read the current config's records. Judgments stream through once (to
     ``judgments_jsonl`` and ``ranks_csv`` when given) into the rank tallies and per-judge
     tallies, and again only when a judge failed its planted controls; answers stream to
-    ``answers_jsonl``, then one candidate at a time into its summary. Memory does not grow
-    with the number of questions beyond two numbers per question and candidate (the question
-    bootstrap's)."""
+    ``answers_jsonl``, then one candidate at a time into its summary. Memory grows with the
+    number of questions by two numbers per question and candidate (the question bootstrap's)
+    and by one candidate's speed values at a time (the percentiles'); the other tallies count
+    distinct values (ranks, lengths), not questions."""
     with store.snapshot():
         return RecordPass(store, judgments_jsonl, answers_jsonl, ranks_csv).finish()
 
@@ -138,8 +139,9 @@ class RecordPass:
         return self._files.enter_context(kind(path)) if path is not None else None
 
     def feed(self, below: int = _LAST) -> None:
-        """Read the questions from the last one read up to (not including) index ``below``:
-        every one of them must have all its answers and judgments stored."""
+        """Read the questions from the last one read up to (not including) index ``below``, or
+        to the last question if that comes first: every one of them must have all its answers
+        and judgments stored."""
         if below > self.read_below:
             if self._end is None:  # the questions are staged before a pass starts
                 self._end = self.store.question_index_end()
@@ -148,7 +150,7 @@ class RecordPass:
             self._feed_range(self.read_below, min(below, self.read_below + _RANGE))
 
     def _feed_range(self, start: int, stop: int) -> None:
-        words: dict[tuple[str, str], float] = {}  # (question, candidate) → answer length
+        words: dict[tuple[str, str], int] = {}  # (question, candidate) → answer length
         for answer in self.store.answers(self.candidates, (start, stop)):
             row = _flagged_row(answer, self.addressing)
             if self._answers_out is not None:
@@ -256,7 +258,7 @@ def _add_ranks(stream: RankStream, judgment: Judgment, positions: dict[str, int 
 
 
 def _add_lengths(
-    tally: WordsRankTally, judgment: Judgment, words: dict[tuple[str, str], float]
+    tally: WordsRankTally, judgment: Judgment, words: dict[tuple[str, str], int]
 ) -> None:
     """A successful judgment's ranks with the lengths of the answers they rank (the length-bias
     test's pairs); a candidate whose answer failed has no length."""

@@ -83,9 +83,9 @@ def bootstrap_from_tally(
     rng = np.random.default_rng(seed)
     n_q = len(sums)
     means = np.empty((n_boot, k))
-    # Chunks of resamples bound the weight matrix (≤ 256 KB up to 32,768 questions), so memory
-    # stays flat as datasets grow, and its arrays stay in the CPU's cache: a fifth faster than
-    # chunks of 2 MB on 2,500 questions (scripts/BENCH.md).
+    # Chunks of resamples bound each chunk's arrays (draws, cells, counts, weights: 256 KB each
+    # up to 32,768 questions), so memory stays flat as datasets grow and they stay in the CPU's
+    # cache: a fifth faster than chunks of 2 MB on 2,500 questions (scripts/BENCH.md).
     chunk = max(1, min(256, 32_768 // max(n_q, 1)))
     for start in range(0, n_boot, chunk):
         size = min(chunk, n_boot - start)

@@ -345,7 +345,8 @@ class WordsRankTally:
             entry[2] += 1
 
     def counts(self) -> WordsRanks:
-        """The tally so far, judges and candidates in name order."""
+        """The tally, judges and candidates in name order, once every rank is in (it closes
+        the question being read; the counts returned are the tally's own)."""
         self._close_question()
         return {
             judge: {candidate: by_candidate[candidate] for candidate in sorted(by_candidate)}

@@ -114,9 +114,11 @@ def serve_helper() -> None:
     gc.disable()
     logging.disable(logging.CRITICAL)  # the run logs the plots that failed, from the reasons
     prepare_drawing()
-    rehearse_drawing()
     sys.stdout.buffer.write(ready_line())
     sys.stdout.buffer.flush()
+    # After saying ready: a run whose requests end now still hands over its plots, which then
+    # wait for the rest of the rehearsal (tens of milliseconds) instead of going undrawn here.
+    rehearse_drawing()
     try:
         job: dict[str, Any] = pickle.load(sys.stdin.buffer)
     except EOFError:  # the run ended without plots (interrupted, or drew them itself)
@@ -146,14 +148,14 @@ def prepare_drawing() -> None:
     plot_labels([])  # fills the font caches (font_families, drawable_codepoints)
 
 
-def rehearse_drawing() -> None:
+def rehearse_drawing() -> bool:
     """Draw one small throwaway figure with the artists of the helper's plots (multi-line
     titles, bars with error bars and value labels, a legend, box plots) and encode it as a PNG.
 
     A process's first plot is about 20 ms slower than the same plot drawn again (caches that
     matplotlib fills on first use); the helper, idle until the run's requests end, pays that
     while it waits instead of in the run's last second. It is only a warm-up: should it fail,
-    the real plots report their own failures."""
+    the real plots report their own failures. Whether it drew."""
     import io
 
     import matplotlib
@@ -171,9 +173,12 @@ def rehearse_drawing() -> None:
             boxes.bxp([{**stats, "fliers": [3.0], "label": "a"}], patch_artist=True)
             boxes.grid(axis="y", alpha=0.3)
             fig.suptitle("rehearsal")
-            save_png(laid_out(fig), io.BytesIO())
+            png = io.BytesIO()
+            save_png(laid_out(fig), png)
+            fig.clear()  # the helper's collector is off: leave no figure in reference cycles
     except Exception:  # a warm-up: the plots themselves say what fails
-        pass
+        return False
+    return png.getvalue().startswith(b"\x89PNG")
 
 
 def _draw_all(
