@@ -240,7 +240,7 @@ def test_plots_are_the_bytes_matplotlibs_tight_crop_saves(
     ``savefig(bbox_inches="tight")`` does: the files must not change. Three candidates side by
     side, and eleven long and CJK names on stacked panels with rotated labels."""
     import raq.report.plots.drawing as drawing
-    from raq.report.plots.style import DPI, PAD_INCHES
+    from raq.report.plots.style import DPI, PAD_INCHES, PNG_COMPRESS_LEVEL
 
     many = [f"vendor-{i}/very-long-model-name-instruct-v0.{i}-fp16" for i in range(9)]
     many += ["通义千问-大模型", "模型 $x$ 二"]
@@ -252,7 +252,12 @@ def test_plots_are_the_bytes_matplotlibs_tight_crop_saves(
                 drawing,
                 "save_png",
                 lambda fig, path: fig.savefig(
-                    path, format="png", dpi=DPI, bbox_inches="tight", pad_inches=PAD_INCHES
+                    path,
+                    format="png",
+                    dpi=DPI,
+                    bbox_inches="tight",
+                    pad_inches=PAD_INCHES,
+                    pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL},
                 ),
             )
             theirs = write_plots(run, tmp_path / name / "matplotlib")
