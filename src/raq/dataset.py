@@ -9,7 +9,7 @@ import json
 import re
 import sqlite3
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -158,14 +158,14 @@ def _staged_file(builder: str, path: str, split: str) -> _StagedRows:
     cache written and none memory-mapped: the mapped pages of a large file counted in the
     run's memory) into a staging file."""
     try:
-        return _StagedRows(_stream_file(builder, path, split, JSON_CHUNK_BYTES))
+        return _StagedRows(_json_texts(_stream_file(builder, path, split, JSON_CHUNK_BYTES)))
     except Exception:
         if builder != "json":
             raise
         # Each chunk infers its own column types, so rows that disagree across chunks (an id
         # that turns from a number into text) fail; one chunk of the default size loads
         # them as datasets always has.
-        return _StagedRows(_stream_file(builder, path, split, None))
+        return _StagedRows(_json_texts(_stream_file(builder, path, split, None)))
 
 
 def _stream_file(
@@ -184,18 +184,8 @@ class _StagedRows:
     the run can read them in shuffled order without holding them: random access that a
     streamed file does not give."""
 
-    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
-        self._stage(json.dumps(row, ensure_ascii=False, default=str) for row in rows)
-
-    @classmethod
-    def of_json(cls, texts: Iterator[str]) -> _StagedRows:
-        """Rows given as JSON texts (a JSONL file's lines, kept as read: no need to write
-        them out again)."""
-        staged = cls.__new__(cls)
-        staged._stage(texts)
-        return staged
-
-    def _stage(self, texts: Iterator[str]) -> None:
+    def __init__(self, texts: Iterator[str]) -> None:
+        """``texts``: the rows as JSON (a JSONL file's lines as read, or ``_json_texts``)."""
         # "": a private temporary on-disk database, deleted on close. Set-up may read it from
         # another thread than the one that wrote it, one reader at a time.
         self._conn = sqlite3.connect("", check_same_thread=False)
@@ -246,20 +236,21 @@ def _json_lines_as_written(path: Path) -> _StagedRows | None:
             yield line
 
     try:
-        return _staged_as_written(path, texts(), _StagedRows.of_json)
+        return _staged_as_written(path, texts())
     except _Irregular:
         return None
 
 
-def _staged_as_written(
-    path: Path,
-    rows: Iterator[Any],
-    stage: Callable[[Iterator[Any]], _StagedRows] = _StagedRows,
-) -> _StagedRows:
-    """Rows raq read from ``path`` itself (as ``stage`` takes them: values, or their JSON
-    texts), staged; a file that cannot be read is one line."""
+def _json_texts(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Rows as the JSON texts ``_StagedRows`` keeps."""
+    return (json.dumps(row, ensure_ascii=False, default=str) for row in rows)
+
+
+def _staged_as_written(path: Path, texts: Iterator[str]) -> _StagedRows:
+    """Rows raq read from ``path`` itself (as JSON texts), staged; a file that cannot be read
+    is one line."""
     try:
-        return stage(rows)
+        return _StagedRows(texts)
     except OSError as exc:
         raise DatasetError(f"dataset '{path}': cannot be read ({exc.strerror})") from None
 
@@ -272,7 +263,7 @@ def _csv_as_written(path: Path) -> _StagedRows:
     ``3.1``, ``0.5`` and ``1000.0``, an id ``007`` is not ``7``, and ``NA``, ``None`` or
     ``null`` are answers, not missing values. Only an empty cell is null. The first row names
     the columns."""
-    return _staged_as_written(path, _csv_rows(path))
+    return _staged_as_written(path, _json_texts(_csv_rows(path)))
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
